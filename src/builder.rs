@@ -1,0 +1,108 @@
+//! Settings of the async pool, gathered by [`Builder`].
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::machine::Limits;
+use crate::{Factory, Pool, Runtime};
+
+/// Gathers the settings of a [`Pool`]; [`build`](Builder::build) checks them.
+///
+/// Every option is off unless set: no timeouts, no idle timeout, no lifetime,
+/// no `min_idle`, and creations capped only by `max_size` (10 by default).
+#[derive(Debug)]
+pub struct Builder<F, R> {
+    factory: F,
+    runtime: R,
+    limits: Limits,
+    max_creating: Option<usize>,
+    pub(crate) wait_timeout: Option<Duration>,
+    pub(crate) create_timeout: Option<Duration>,
+}
+
+/// The `max_size` of a pool whose builder was not given one.
+pub const DEFAULT_MAX_SIZE: usize = 10;
+
+impl<F: Factory, R: Runtime> Builder<F, R> {
+    /// A builder for a pool of `factory`'s objects on `runtime`.
+    pub fn new(factory: F, runtime: R) -> Self {
+        Builder {
+            factory,
+            runtime,
+            limits: Limits::new(DEFAULT_MAX_SIZE),
+            max_creating: None,
+            wait_timeout: None,
+            create_timeout: None,
+        }
+    }
+
+    /// Most objects at once, idle, in use and being created. At least 1.
+    pub fn max_size(mut self, max_size: usize) -> Self {
+        self.limits.max_size = max_size;
+        self
+    }
+
+    /// Idle objects kept ready: created at start and refilled in the
+    /// background. A refill that fails is retried after a back-off that
+    /// grows from 100 ms to 5 s.
+    pub fn min_idle(mut self, min_idle: usize) -> Self {
+        self.limits.min_idle = min_idle;
+        self
+    }
+
+    /// Most creations in flight at once (a cap on handshake storms). By
+    /// default `max_size`.
+    pub fn max_creating(mut self, max_creating: usize) -> Self {
+        self.max_creating = Some(max_creating);
+        self
+    }
+
+    /// How long [`acquire`](Pool::acquire) may take in all before it fails
+    /// with a wait timeout.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = Some(timeout);
+        self
+    }
+
+    /// How long one creation may take; one that takes longer fails the
+    /// waiter it was meant for with a create timeout.
+    pub fn create_timeout(mut self, timeout: Duration) -> Self {
+        self.create_timeout = Some(timeout);
+        self
+    }
+
+    /// An object idle this long is closed in the background (never bringing
+    /// the idle list below `min_idle`).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// An object this old is closed: never handed out again, closed when given
+    /// back, and closed in the background while idle.
+    pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
+        self.limits.max_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Checks the settings and makes the pool. With `min_idle` or a time
+    /// option set, this spawns the pool's upkeep task on the runtime.
+    pub fn build(mut self) -> Result<Pool<F, R>, ConfigError> {
+        self.limits.max_creating = self.max_creating.unwrap_or(self.limits.max_size);
+        for (name, value) in [
+            ("wait_timeout", self.wait_timeout),
+            ("create_timeout", self.create_timeout),
+        ] {
+            if value == Some(Duration::ZERO) {
+                return Err(ConfigError::ZeroDuration(name));
+            }
+        }
+        Pool::from_parts(
+            self.factory,
+            self.runtime,
+            self.limits,
+            self.wait_timeout,
+            self.create_timeout,
+        )
+    }
+}

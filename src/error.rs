@@ -1,0 +1,77 @@
+//! The errors of the pool.
+
+use std::fmt;
+
+/// A setting that cannot work, named with its value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `max_size` was 0: a pool must be able to hold one object.
+    #[error("max_size must be at least 1, got 0")]
+    ZeroMaxSize,
+    /// `max_creating` was 0: no object could ever be created.
+    #[error("max_creating must be at least 1, got 0")]
+    ZeroMaxCreating,
+    /// `min_idle` above `max_size` could never be met.
+    #[error("min_idle ({min_idle}) must not exceed max_size ({max_size})")]
+    MinIdleAboveMaxSize {
+        /// The `min_idle` asked for.
+        min_idle: usize,
+        /// The `max_size` in force.
+        max_size: usize,
+    },
+    /// A timeout or lifetime of zero, which would fail or close everything at once.
+    #[error("{0} must be longer than zero")]
+    ZeroDuration(&'static str),
+}
+
+/// Which wait ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// The whole acquire took longer than the wait timeout.
+    Wait,
+    /// Creating the object meant for this acquire took longer than the create timeout.
+    Create,
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeoutKind::Wait => "waiting for a pool object (wait_timeout)",
+            TimeoutKind::Create => "creating a pool object (create_timeout)",
+        })
+    }
+}
+
+/// Why a pool operation failed. `E` is the factory's error.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError<E: std::error::Error + 'static> {
+    /// The pool was closed before, or while, the caller waited.
+    #[error("the pool is closed")]
+    Closed,
+    /// A timeout ran out; the kind says which.
+    #[error("timed out {0}")]
+    Timeout(TimeoutKind),
+    /// The factory could not create the object meant for this caller.
+    #[error("could not create a pool object: {0}")]
+    Create(#[source] E),
+    /// The task creating the object meant for this caller was dropped before
+    /// it finished (its runtime shut down, or the factory panicked).
+    #[error("creating a pool object was abandoned: its task ended before it finished")]
+    CreateAborted,
+    /// The factory could not close an object given back dead or discarded.
+    #[error("could not close a pool object: {0}")]
+    Close(#[source] E),
+    /// An object was released to a pool that did not hand it out; it went
+    /// back to its own pool.
+    #[error("an object was released to a pool that did not hand it out")]
+    ForeignObject,
+}
+
+/// What [`Pool::close`](crate::Pool::close) could not close: the factory's
+/// errors, one for each idle object whose close failed.
+#[derive(Debug, thiserror::Error)]
+#[error("closing the pool failed for {} idle object(s); first error: {}", .errors.len(), .errors[0])]
+pub struct CloseErrors<E: std::error::Error + 'static> {
+    /// The errors, at least one.
+    pub errors: Vec<E>,
+}

@@ -1,0 +1,48 @@
+//! What the pool pools: the [`Factory`] that makes, checks and disposes objects.
+
+use std::future::Future;
+
+/// Makes, checks and disposes of the objects of a pool.
+///
+/// ```
+/// use wtpool::Factory;
+///
+/// struct Numbers;
+///
+/// impl Factory for Numbers {
+///     type Object = u64;
+///     type Error = std::io::Error;
+///
+///     async fn create(&self) -> Result<u64, std::io::Error> {
+///         Ok(42)
+///     }
+///
+///     fn is_alive(&self, n: &u64) -> bool {
+///         *n != 0
+///     }
+/// }
+/// ```
+pub trait Factory: Send + Sync + 'static {
+    /// The pooled object.
+    type Object: Send + 'static;
+    /// What creating or closing an object can fail with.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Makes a new object. It runs in a task of its own, so a caller that gives
+    /// up waiting does not waste it: the object goes to the next waiter or idles.
+    fn create(&self) -> impl Future<Output = Result<Self::Object, Self::Error>> + Send;
+
+    /// Whether an object can still be used: a cheap check that does not block.
+    /// It is asked before an idle object is handed out and when one is given
+    /// back; a dead object is closed and its slot freed. Alive by default.
+    fn is_alive(&self, object: &Self::Object) -> bool {
+        let _ = object;
+        true
+    }
+
+    /// Disposes of an object that leaves the pool. Drops it by default.
+    fn close(&self, object: Self::Object) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        drop(object);
+        std::future::ready(Ok(()))
+    }
+}

@@ -1,0 +1,857 @@
+//! The sans-IO pool state machine.
+//!
+//! [`PoolState`] is the whole of the pool's logic, with no I/O in it: it never
+//! reads a clock (every input that needs the time takes `now`), never spawns,
+//! never awaits and holds no lock. The same inputs give the same outputs, so it
+//! can be tested without a runtime, fuzzed, and embedded in any executor.
+//!
+//! # Driving it
+//!
+//! Inputs are method calls: [`acquire`](PoolState::acquire),
+//! [`release`](PoolState::release), [`handle_created`](PoolState::handle_created),
+//! [`handle_timeout`](PoolState::handle_timeout), [`close`](PoolState::close) and
+//! so on. What the driver must then do comes out as [`Action`]s, drained with
+//! [`poll_action`](PoolState::poll_action) after every input:
+//!
+//! - [`Action::Wake`]: a waiter was served (an object, or a failure); wake it so
+//!   that it calls [`poll_waiter`](PoolState::poll_waiter).
+//! - [`Action::Create`]: make one object, then report the result with
+//!   `handle_created` or `handle_create_failed`, giving the ticket back.
+//! - [`Action::Close`]: dispose of this object; it left the pool for good.
+//!
+//! and [`poll_timeout`](PoolState::poll_timeout) says when to call
+//! `handle_timeout` next. `examples/threads.rs` drives it from plain threads.
+//!
+//! # Tokens
+//!
+//! Objects, waiters and creations are named by tokens the machine hands out:
+//! [`Checkout`], [`WaiterId`] and [`CreateTicket`]. They cannot be cloned or
+//! made outside this crate, and every input that ends one consumes it, so an
+//! object cannot be returned twice and a waiter cannot be cancelled twice. A
+//! token of another `PoolState` is refused with [`Foreign`], which gives it back.
+//!
+//! # Invariants
+//!
+//! `size` is `idle + in_use + creating`. After every input:
+//!
+//! 1. **Capacity**: `size <= max_size`, or a [`resize`](PoolState::resize)
+//!    shrank the pool below `size`; then no object is pooled or created while
+//!    `size > max_size`, so the idle list is empty. `creating <= max_creating`.
+//! 2. **Direct hand-off**: while a waiter is queued, the idle list is empty (a
+//!    free object goes to the oldest waiter, never to a newcomer).
+//! 3. **No stall**: the machine has started every creation it may: queued
+//!    waiters and the `min_idle` target are covered by creations in flight,
+//!    unless capacity, `max_creating` or the refill back-off forbids more.
+//! 4. **Closed**: once closed, nothing is idle and no waiter is queued.
+//! 5. **Queue**: the waiter registry's links and counts agree.
+//! 6. **Objects**: every idle object has a distinct id and was last used no
+//!    earlier than it was created.
+//!
+//! [`check_invariants`](PoolState::check_invariants) checks all of them; the
+//! tests and the fuzz target call it after every step.
+//!
+//! # Cost
+//!
+//! `acquire`, `release`, `poll_waiter`, `cancel_waiter`, `handle_created` and
+//! `handle_create_failed` are O(1) amortised in the number of idle objects and of
+//! waiters (a dead or expired idle object is skipped once and never again).
+//! `handle_timeout` reaps idle-timed-out objects in O(1) each; the max-lifetime
+//! sweep is O(idle) and runs only when the earliest lifetime deadline of an
+//! idle object has passed. `retain` is O(idle).
+
+mod waiters;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::ConfigError;
+use waiters::{Key, Taken, Waiters};
+
+/// The first pause before a failed background refill (for `min_idle`) is tried again.
+pub const REFILL_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// The longest pause between background refill attempts that keep failing.
+pub const REFILL_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The limits a [`PoolState`] keeps. Build one with [`Limits::new`] and the
+/// `with_*` methods; [`PoolState::new`] checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most objects at once: idle, in use and being created. At least 1.
+    pub max_size: usize,
+    /// Most creations in flight at once. At least 1.
+    pub max_creating: usize,
+    /// Idle objects kept ready, created in the background. At most `max_size`.
+    pub min_idle: usize,
+    /// An object idle this long is closed (never below `min_idle` idle objects).
+    pub idle_timeout: Option<Duration>,
+    /// An object this old is closed instead of being handed out or pooled.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Limits {
+    /// `max_size` objects at most, all other limits off (creations capped by `max_size` alone).
+    pub fn new(max_size: usize) -> Self {
+        Limits {
+            max_size,
+            max_creating: max_size,
+            min_idle: 0,
+            idle_timeout: None,
+            max_lifetime: None,
+        }
+    }
+
+    /// Checks the limits, naming the first one that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_size == 0 {
+            return Err(ConfigError::ZeroMaxSize);
+        }
+        if self.max_creating == 0 {
+            return Err(ConfigError::ZeroMaxCreating);
+        }
+        if self.min_idle > self.max_size {
+            return Err(ConfigError::MinIdleAboveMaxSize {
+                min_idle: self.min_idle,
+                max_size: self.max_size,
+            });
+        }
+        for (name, value) in [
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+        ] {
+            if value == Some(Duration::ZERO) {
+                return Err(ConfigError::ZeroDuration(name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Identifies one `PoolState`, so that tokens of another are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PoolId(u64);
+
+impl PoolId {
+    fn fresh() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        PoolId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// What the pool knows of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Unique within its pool, in order of creation.
+    pub id: u64,
+    /// When its creation was reported.
+    pub created_at: Instant,
+    /// When it was last given back (or created).
+    pub last_used: Instant,
+    /// How many times it was handed out.
+    pub checkouts: u64,
+}
+
+/// An object handed out by the pool. Give it back with
+/// [`release`](PoolState::release), or take it out with [`detach`](PoolState::detach).
+#[derive(Debug)]
+pub struct Checkout<T> {
+    object: T,
+    meta: ObjectMeta,
+    pool: PoolId,
+}
+
+impl<T> Checkout<T> {
+    /// The object.
+    pub fn object(&self) -> &T {
+        &self.object
+    }
+
+    /// The object, mutably.
+    pub fn object_mut(&mut self) -> &mut T {
+        &mut self.object
+    }
+
+    /// What the pool knows of the object.
+    pub fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+}
+
+/// A waiter queued by [`acquire`](PoolState::acquire).
+#[derive(Debug)]
+pub struct WaiterId {
+    key: Key,
+    pool: PoolId,
+}
+
+/// A creation the driver must carry out ([`Action::Create`]).
+#[derive(Debug)]
+pub struct CreateTicket {
+    pool: PoolId,
+}
+
+/// A token of another `PoolState`, given back unused.
+#[derive(thiserror::Error)]
+#[error("a token of another pool was given to this one")]
+pub struct Foreign<X>(pub X);
+
+impl<X> std::fmt::Debug for Foreign<X> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Foreign(..)")
+    }
+}
+
+/// The answer to [`acquire`](PoolState::acquire).
+#[derive(Debug)]
+pub enum Acquire<T> {
+    /// An idle object, checked alive and unexpired.
+    Ready(Checkout<T>),
+    /// Queued: call [`poll_waiter`](PoolState::poll_waiter) when woken.
+    Queued(WaiterId),
+    /// The pool is closed.
+    Closed,
+}
+
+/// Why a waiter was served without an object.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure<E> {
+    /// The pool was closed.
+    Closed,
+    /// The creation meant for this waiter failed.
+    Create(E),
+}
+
+/// The answer to [`poll_waiter`](PoolState::poll_waiter).
+#[derive(Debug)]
+pub enum WaitPoll<T, E> {
+    /// Still queued; here is the token back.
+    Pending(WaiterId),
+    /// Served.
+    Ready(Result<Checkout<T>, Failure<E>>),
+}
+
+/// Why an object leaves the pool through [`Action::Close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Found dead at checkout, or given back dead.
+    Dead,
+    /// Idle longer than `idle_timeout`.
+    IdleTimeout,
+    /// Older than `max_lifetime`.
+    MaxLifetime,
+    /// Over the size after [`resize`](PoolState::resize) shrank the pool.
+    Shrunk,
+    /// Refused by the predicate of [`retain`](PoolState::retain).
+    Retain,
+    /// The pool is closed.
+    PoolClosed,
+}
+
+/// What the driver must do next; drained with [`poll_action`](PoolState::poll_action).
+#[derive(Debug)]
+pub enum Action<T, W> {
+    /// A waiter was served: wake it (the payload it registered with).
+    Wake(W),
+    /// Create one object and report it with `handle_created` or `handle_create_failed`.
+    Create(CreateTicket),
+    /// Dispose of this object: it has left the pool.
+    Close {
+        /// The object.
+        object: T,
+        /// What the pool knew of it.
+        meta: ObjectMeta,
+        /// Why it left.
+        reason: CloseReason,
+    },
+}
+
+/// A snapshot of the pool's occupancy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Status {
+    /// The most objects the pool may hold.
+    pub max_size: usize,
+    /// Objects held now: `idle + in_use + creating`.
+    pub size: usize,
+    /// Objects ready in the idle list.
+    pub idle: usize,
+    /// Objects handed out (a served waiter that has not collected its object counts here).
+    pub in_use: usize,
+    /// Creations in flight.
+    pub creating: usize,
+    /// Waiters queued.
+    pub waiting: usize,
+    /// Whether the pool is closed.
+    pub closed: bool,
+}
+
+/// Running totals since the pool was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Creations started.
+    pub create_started: u64,
+    /// Objects created.
+    pub created: u64,
+    /// Creations that failed.
+    pub create_failed: u64,
+    /// Objects handed out (collected by their borrower).
+    pub checkouts: u64,
+    /// Checkouts of an object that had been handed out before.
+    pub reused: u64,
+    /// Objects that left through [`Action::Close`].
+    pub closed: u64,
+    /// Objects taken out with [`detach`](PoolState::detach).
+    pub detached: u64,
+    /// Closes that failed, as the driver reported with
+    /// [`handle_close_failed`](PoolState::handle_close_failed).
+    pub close_failed: u64,
+}
+
+/// An object in the idle list.
+struct Idle<T> {
+    object: T,
+    meta: ObjectMeta,
+}
+
+/// The pool's state: capacity accounting, idle list, waiter registry and closed flag.
+///
+/// `T` is the pooled object, `E` a creation error, `W` the payload a waiter is
+/// woken with (a `Waker`, a thread handle, `()`).
+pub struct PoolState<T, E, W> {
+    id: PoolId,
+    limits: Limits,
+    /// Least recently used at the front; checkout takes from the back (LIFO),
+    /// so cold objects gather at the front, where the idle reaper looks.
+    idle: VecDeque<Idle<T>>,
+    in_use: usize,
+    creating: usize,
+    waiters: Waiters<W, Result<Checkout<T>, Failure<E>>>,
+    closed: bool,
+    actions: VecDeque<Action<T, W>>,
+    next_object_id: u64,
+    /// No earlier than the earliest `created_at + max_lifetime` of an idle object.
+    next_lifetime_sweep: Option<Instant>,
+    /// Background refill is paused until then, after a refill failed.
+    refill_paused_until: Option<Instant>,
+    refill_backoff: Duration,
+    counters: Counters,
+}
+
+impl<T, E, W> std::fmt::Debug for PoolState<T, E, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolState")
+            .field("limits", &self.limits)
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, E, W> PoolState<T, E, W> {
+    /// A new, empty pool. With `min_idle > 0` it asks at once for the
+    /// creations that fill it ([`Action::Create`]).
+    pub fn new(limits: Limits) -> Result<Self, ConfigError> {
+        limits.validate()?;
+        let mut state = PoolState {
+            id: PoolId::fresh(),
+            limits,
+            idle: VecDeque::new(),
+            in_use: 0,
+            creating: 0,
+            waiters: Waiters::new(),
+            closed: false,
+            actions: VecDeque::new(),
+            next_object_id: 0,
+            next_lifetime_sweep: None,
+            refill_paused_until: None,
+            refill_backoff: REFILL_BACKOFF_MIN,
+            counters: Counters::default(),
+        };
+        state.start_creations();
+        Ok(state)
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Objects held: idle, in use and being created.
+    pub fn size(&self) -> usize {
+        self.idle.len() + self.in_use + self.creating
+    }
+
+    /// A snapshot of the occupancy.
+    pub fn status(&self) -> Status {
+        Status {
+            max_size: self.limits.max_size,
+            size: self.size(),
+            idle: self.idle.len(),
+            in_use: self.in_use,
+            creating: self.creating,
+            waiting: self.waiters.waiting(),
+            closed: self.closed,
+        }
+    }
+
+    /// Running totals.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    // ----- inputs -----
+
+    /// Asks for an object.
+    ///
+    /// When nobody is queued, idle objects are tried most recently used first:
+    /// one past `max_lifetime`, or one that `is_alive` finds dead, is closed
+    /// (its slot freed) and the next one tried. Otherwise the caller is queued behind the
+    /// waiters already there, with `payload()` to be woken with, and creations
+    /// start if capacity allows.
+    pub fn acquire(
+        &mut self,
+        now: Instant,
+        mut is_alive: impl FnMut(&T) -> bool,
+        payload: impl FnOnce() -> W,
+    ) -> Acquire<T> {
+        if self.closed {
+            return Acquire::Closed;
+        }
+        // Invariant 2: with waiters queued the idle list is empty, so this
+        // only runs when nobody is ahead of the caller.
+        while let Some(Idle { object, meta }) = self.idle.pop_back() {
+            let reason = if self.outlived(&meta, now) {
+                CloseReason::MaxLifetime
+            } else if !is_alive(&object) {
+                CloseReason::Dead
+            } else {
+                self.in_use += 1;
+                let checkout = self.checkout(object, meta);
+                return Acquire::Ready(self.hand_out(checkout));
+            };
+            self.close_object(object, meta, reason);
+        }
+        let key = self.waiters.push(payload());
+        self.start_creations();
+        Acquire::Queued(WaiterId { key, pool: self.id })
+    }
+
+    /// Asks a queued waiter whether it has been served. `update` may change its
+    /// payload (say, to a newer waker) while it still waits.
+    pub fn poll_waiter(
+        &mut self,
+        waiter: WaiterId,
+        update: impl FnOnce(&mut W),
+    ) -> Result<WaitPoll<T, E>, Foreign<WaiterId>> {
+        if waiter.pool != self.id {
+            return Err(Foreign(waiter));
+        }
+        match self.waiters.take_served(waiter.key) {
+            Ok(Some(outcome)) => Ok(WaitPoll::Ready(outcome.map(|c| self.hand_out(c)))),
+            // A key of this pool that names no live waiter cannot be made:
+            // `WaiterId` is consumed by every input that frees its slot.
+            Ok(None) => Ok(WaitPoll::Ready(Err(Failure::Closed))),
+            Err(key) => {
+                if let Some(payload) = self.waiters.payload_mut(&key) {
+                    update(payload);
+                }
+                Ok(WaitPoll::Pending(WaiterId { key, pool: self.id }))
+            }
+        }
+    }
+
+    /// Withdraws a waiter (its future was dropped, or it timed out). If it had
+    /// been served an object meanwhile, that object goes to the next waiter,
+    /// or back to the idle list: nothing is lost.
+    pub fn cancel_waiter(
+        &mut self,
+        waiter: WaiterId,
+        now: Instant,
+    ) -> Result<(), Foreign<WaiterId>> {
+        if waiter.pool != self.id {
+            return Err(Foreign(waiter));
+        }
+        match self.waiters.take(waiter.key) {
+            Some(Taken::Served(Ok(checkout))) => {
+                self.in_use -= 1;
+                self.put_back(checkout.object, checkout.meta, now);
+                self.start_creations();
+            }
+            // A waiter that leaves may leave a creation without a taker: it
+            // then goes to the idle list (or the next newcomer).
+            Some(Taken::Waiting(_)) | Some(Taken::Served(Err(_))) | None => {}
+        }
+        Ok(())
+    }
+
+    /// Gives an object back. `alive` is the driver's verdict on it: a dead,
+    /// expired or surplus object is closed and its slot freed; a live one goes
+    /// to the oldest waiter, or to the idle list.
+    pub fn release(
+        &mut self,
+        checkout: Checkout<T>,
+        now: Instant,
+        alive: bool,
+    ) -> Result<(), Foreign<Checkout<T>>> {
+        if checkout.pool != self.id {
+            return Err(Foreign(checkout));
+        }
+        self.in_use -= 1;
+        let Checkout {
+            object, mut meta, ..
+        } = checkout;
+        meta.last_used = now;
+        if alive {
+            self.put_back(object, meta, now);
+        } else {
+            self.close_object(object, meta, CloseReason::Dead);
+        }
+        self.start_creations();
+        Ok(())
+    }
+
+    /// Takes an object out of the pool for good; its slot is freed.
+    pub fn detach(&mut self, checkout: Checkout<T>) -> Result<T, Foreign<Checkout<T>>> {
+        if checkout.pool != self.id {
+            return Err(Foreign(checkout));
+        }
+        self.in_use -= 1;
+        self.counters.detached += 1;
+        self.start_creations();
+        Ok(checkout.object)
+    }
+
+    /// Reports a creation that succeeded. The object goes to the oldest
+    /// waiter, or to the idle list; after close, or over a shrunk size, it is closed.
+    pub fn handle_created(
+        &mut self,
+        ticket: CreateTicket,
+        object: T,
+        now: Instant,
+    ) -> Result<(), Foreign<(CreateTicket, T)>> {
+        if ticket.pool != self.id {
+            return Err(Foreign((ticket, object)));
+        }
+        self.creating -= 1;
+        self.counters.created += 1;
+        self.refill_backoff = REFILL_BACKOFF_MIN;
+        let meta = ObjectMeta {
+            id: self.next_object_id,
+            created_at: now,
+            last_used: now,
+            checkouts: 0,
+        };
+        self.next_object_id += 1;
+        self.put_back(object, meta, now);
+        self.start_creations();
+        Ok(())
+    }
+
+    /// Reports a creation that failed. If a queued waiter was counting on it
+    /// (more waiters than creations still in flight), the oldest is failed
+    /// with `error`; otherwise it was a background refill, which pauses with a
+    /// growing back-off, and `error` is given back undelivered.
+    pub fn handle_create_failed(
+        &mut self,
+        ticket: CreateTicket,
+        error: E,
+        now: Instant,
+    ) -> Result<Option<E>, Foreign<CreateTicket>> {
+        if ticket.pool != self.id {
+            return Err(Foreign(ticket));
+        }
+        self.creating -= 1;
+        self.counters.create_failed += 1;
+        let undelivered = if self.waiters.waiting() > self.creating {
+            match self.waiters.serve_oldest(Err(Failure::Create(error))) {
+                Ok(payload) => self.actions.push_back(Action::Wake(payload)),
+                Err(_) => unreachable!("a waiter is queued"),
+            }
+            None
+        } else {
+            self.refill_paused_until = Some(now + self.refill_backoff);
+            self.refill_backoff = (self.refill_backoff * 2).min(REFILL_BACKOFF_MAX);
+            Some(error)
+        };
+        self.start_creations();
+        Ok(undelivered)
+    }
+
+    /// Reports that closing an object ([`Action::Close`]) failed. The object has
+    /// left the pool either way; this only keeps the tally.
+    pub fn handle_close_failed(&mut self) {
+        self.counters.close_failed += 1;
+    }
+
+    /// Lets time pass: closes idle objects past `idle_timeout` (keeping
+    /// `min_idle`) or `max_lifetime`, and resumes a paused refill.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.refill_paused_until.is_some_and(|until| until <= now) {
+            self.refill_paused_until = None;
+        }
+        if let Some(idle_timeout) = self.limits.idle_timeout {
+            while self.idle.len() > self.limits.min_idle
+                && self
+                    .idle
+                    .front()
+                    .is_some_and(|i| now >= i.meta.last_used + idle_timeout)
+            {
+                let Idle { object, meta } = self.idle.pop_front().expect("checked non-empty");
+                self.close_object(object, meta, CloseReason::IdleTimeout);
+            }
+        }
+        if self.next_lifetime_sweep.is_some_and(|at| at <= now) {
+            self.next_lifetime_sweep = None;
+            let idle = std::mem::take(&mut self.idle);
+            for Idle { object, meta } in idle {
+                if self.outlived(&meta, now) {
+                    self.close_object(object, meta, CloseReason::MaxLifetime);
+                } else {
+                    self.push_idle(object, meta);
+                }
+            }
+        }
+        self.start_creations();
+    }
+
+    /// Closes the pool: every queued waiter fails with [`Failure::Closed`] at
+    /// once and every idle object is closed. Objects given back or created
+    /// later are closed too. Closing twice does nothing more.
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        while let Ok(payload) = self.waiters.serve_oldest(Err(Failure::Closed)) {
+            self.actions.push_back(Action::Wake(payload));
+        }
+        while let Some(Idle { object, meta }) = self.idle.pop_front() {
+            self.close_object(object, meta, CloseReason::PoolClosed);
+        }
+        self.next_lifetime_sweep = None;
+    }
+
+    /// Changes `max_size`. Growing starts creations for queued waiters;
+    /// shrinking closes idle objects (least recently used first) until the
+    /// size fits, and objects in use are closed when given back until it does.
+    pub fn resize(&mut self, max_size: usize) -> Result<(), ConfigError> {
+        Limits {
+            max_size,
+            ..self.limits.clone()
+        }
+        .validate()?;
+        self.limits.max_size = max_size;
+        while self.size() > max_size {
+            let Some(Idle { object, meta }) = self.idle.pop_front() else {
+                break;
+            };
+            self.close_object(object, meta, CloseReason::Shrunk);
+        }
+        self.start_creations();
+        Ok(())
+    }
+
+    /// Closes every idle object for which `keep` says false; returns how many.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T, &ObjectMeta) -> bool) -> usize {
+        let idle = std::mem::take(&mut self.idle);
+        self.next_lifetime_sweep = None;
+        let mut removed = 0;
+        for Idle { object, meta } in idle {
+            if keep(&object, &meta) {
+                self.push_idle(object, meta);
+            } else {
+                removed += 1;
+                self.close_object(object, meta, CloseReason::Retain);
+            }
+        }
+        self.start_creations();
+        removed
+    }
+
+    // ----- outputs -----
+
+    /// The next thing the driver must do, oldest first.
+    pub fn poll_action(&mut self) -> Option<Action<T, W>> {
+        self.actions.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) has work next: the
+    /// earliest idle-timeout or lifetime deadline of an idle object, or the end
+    /// of a refill pause.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let idle_deadline = match (self.limits.idle_timeout, self.idle.front()) {
+            (Some(timeout), Some(front)) if self.idle.len() > self.limits.min_idle => {
+                Some(front.meta.last_used + timeout)
+            }
+            _ => None,
+        };
+        [
+            idle_deadline,
+            self.next_lifetime_sweep,
+            self.refill_paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // ----- the rules -----
+
+    /// Whether an object is past `max_lifetime` at `now`: it is then never
+    /// handed out or pooled again. (`idle_timeout` is not checked here: an
+    /// idle object that is wanted is better handed out than closed; the
+    /// reaper in `handle_timeout` closes the ones nobody wants.)
+    fn outlived(&self, meta: &ObjectMeta, now: Instant) -> bool {
+        self.limits
+            .max_lifetime
+            .is_some_and(|l| now >= meta.created_at + l)
+    }
+
+    /// Counts a checkout as its borrower collects it.
+    fn hand_out(&mut self, mut checkout: Checkout<T>) -> Checkout<T> {
+        self.counters.checkouts += 1;
+        if checkout.meta.checkouts > 0 {
+            self.counters.reused += 1;
+        }
+        checkout.meta.checkouts += 1;
+        checkout
+    }
+
+    /// Places an object that is counted nowhere yet (fresh, given back or
+    /// re-routed): closed if the pool is closed, it expired, or the pool is
+    /// over size; else to the oldest waiter (invariant 2); else idle.
+    fn put_back(&mut self, object: T, meta: ObjectMeta, now: Instant) {
+        // `size()` does not count this object yet.
+        let reason = if self.closed {
+            Some(CloseReason::PoolClosed)
+        } else if self.size() >= self.limits.max_size {
+            Some(CloseReason::Shrunk)
+        } else if self.outlived(&meta, now) {
+            Some(CloseReason::MaxLifetime)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.close_object(object, meta, reason);
+            return;
+        }
+        let checkout = self.checkout(object, meta);
+        match self.waiters.serve_oldest(Ok(checkout)) {
+            Ok(payload) => {
+                self.in_use += 1;
+                self.actions.push_back(Action::Wake(payload));
+            }
+            Err(Ok(checkout)) => self.push_idle(checkout.object, checkout.meta),
+            Err(Err(_)) => unreachable!("the outcome given back is the one given"),
+        }
+    }
+
+    fn push_idle(&mut self, object: T, meta: ObjectMeta) {
+        if let Some(lifetime) = self.limits.max_lifetime {
+            let deadline = meta.created_at + lifetime;
+            self.next_lifetime_sweep = Some(
+                self.next_lifetime_sweep
+                    .map_or(deadline, |at| at.min(deadline)),
+            );
+        }
+        self.idle.push_back(Idle { object, meta });
+    }
+
+    fn checkout(&self, object: T, meta: ObjectMeta) -> Checkout<T> {
+        Checkout {
+            object,
+            meta,
+            pool: self.id,
+        }
+    }
+
+    fn close_object(&mut self, object: T, meta: ObjectMeta, reason: CloseReason) {
+        self.counters.closed += 1;
+        self.actions.push_back(Action::Close {
+            object,
+            meta,
+            reason,
+        });
+    }
+
+    /// How many creations should be in flight: one per queued waiter, plus
+    /// what the idle list lacks of `min_idle` (unless the refill is paused).
+    fn creations_wanted(&self) -> usize {
+        let refill = if self.refill_paused_until.is_some() {
+            0
+        } else {
+            self.limits.min_idle.saturating_sub(self.idle.len())
+        };
+        self.waiters.waiting() + refill
+    }
+
+    /// Whether one more creation may and should start (invariant 3 is `!self.may_create()`).
+    fn may_create(&self) -> bool {
+        !self.closed
+            && self.size() < self.limits.max_size
+            && self.creating < self.limits.max_creating
+            && self.creating < self.creations_wanted()
+    }
+
+    fn start_creations(&mut self) {
+        while self.may_create() {
+            self.creating += 1;
+            self.counters.create_started += 1;
+            self.actions
+                .push_back(Action::Create(CreateTicket { pool: self.id }));
+        }
+    }
+
+    /// Checks every invariant listed in the module documentation; the error
+    /// names the one that broke.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let status = self.status();
+        if status.size > self.limits.max_size && !self.idle.is_empty() {
+            return Err(format!("over size and still pooling: {status:?}"));
+        }
+        if self.creating > self.limits.max_creating {
+            return Err(format!(
+                "{} creations over the cap of {}",
+                self.creating, self.limits.max_creating
+            ));
+        }
+        if status.waiting > 0 && status.idle > 0 {
+            return Err(format!("waiters queued beside idle objects: {status:?}"));
+        }
+        if self.may_create() {
+            return Err(format!("a creation could start but did not: {status:?}"));
+        }
+        if self.closed && (status.idle > 0 || status.waiting > 0) {
+            return Err(format!("closed but still holding: {status:?}"));
+        }
+        self.waiters.check()?;
+        let mut ids = std::collections::HashSet::new();
+        for Idle { meta, .. } in &self.idle {
+            if !ids.insert(meta.id) {
+                return Err(format!("object {} is idle twice", meta.id));
+            }
+            if meta.last_used < meta.created_at {
+                return Err(format!("object {} used before it was created", meta.id));
+            }
+        }
+        if let Some(lifetime) = self.limits.max_lifetime {
+            let earliest = self.idle.iter().map(|i| i.meta.created_at + lifetime).min();
+            if earliest.is_some_and(|e| self.next_lifetime_sweep.is_none_or(|at| at > e)) {
+                return Err("the lifetime sweep is due later than an idle object expires".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes the machine holds for each idle object and for each waiter, not
+    /// counting what `T` and `W` own on the heap.
+    pub fn bytes_per_entry() -> (usize, usize) {
+        (
+            std::mem::size_of::<Idle<T>>(),
+            Waiters::<W, Result<Checkout<T>, Failure<E>>>::bytes_per_waiter(),
+        )
+    }
+}

@@ -1,0 +1,489 @@
+//! The async pool: a thin driver over the [`PoolState`] machine.
+//!
+//! Every call takes the lock, feeds one input to the machine, drains the
+//! machine's actions and lets go of the lock before carrying them out: wakes,
+//! spawned creations and spawned closes. The lock is a `std::sync::Mutex`,
+//! held for a few hundred nanoseconds at most and never across an await, which
+//! is cheaper than an async lock and cannot deadlock with the executor.
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use futures::future::{Either, join_all, select};
+
+use crate::error::{CloseErrors, ConfigError, PoolError, TimeoutKind};
+use crate::machine::{
+    Acquire, Action, Checkout, Counters, CreateTicket, Failure, Limits, ObjectMeta, PoolState,
+    Status, WaitPoll, WaiterId,
+};
+use crate::{Builder, Factory, Pooled, Runtime};
+
+/// Why a creation failed, as the driver tells the machine.
+#[derive(Debug)]
+enum CreateFailure<E> {
+    Error(E),
+    TimedOut,
+    Aborted,
+}
+
+type State<F> =
+    PoolState<<F as Factory>::Object, CreateFailure<<F as Factory>::Error>, Option<Waker>>;
+type Actions<F> = Vec<Action<<F as Factory>::Object, Option<Waker>>>;
+
+/// A pool of `F`'s objects, driven on the runtime `R`.
+///
+/// Cheap to clone (an `Arc`); every clone is the same pool. It is `Send` and
+/// `Sync`, and so is the [`Pooled`] guard that [`acquire`](Pool::acquire) gives.
+///
+/// ```
+/// # use wtpool::{Factory, Pool, Runtime};
+/// # async fn demo<F: Factory, R: Runtime + Default>(factory: F) -> Result<(), Box<dyn std::error::Error>> {
+/// let pool: Pool<F, R> = Pool::builder(factory)
+///     .max_size(8)
+///     .wait_timeout(std::time::Duration::from_secs(5))
+///     .build()?;
+/// {
+///     let object = pool.acquire().await?; // derefs to F::Object
+///     // ... use it; dropping it gives it back ...
+/// }
+/// pool.close().await?;
+/// # Ok(()) }
+/// ```
+pub struct Pool<F: Factory, R: Runtime> {
+    inner: Arc<Inner<F, R>>,
+}
+
+pub(crate) struct Inner<F: Factory, R: Runtime> {
+    state: Mutex<State<F>>,
+    factory: F,
+    runtime: R,
+    wait_timeout: Option<Duration>,
+    create_timeout: Option<Duration>,
+}
+
+impl<F: Factory, R: Runtime> Clone for Pool<F, R> {
+    fn clone(&self) -> Self {
+        Pool {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<F: Factory, R: Runtime> std::fmt::Debug for Pool<F, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Factory, R: Runtime + Default> Pool<F, R> {
+    /// A builder with the runtime's default handle.
+    pub fn builder(factory: F) -> Builder<F, R> {
+        Builder::new(factory, R::default())
+    }
+
+    /// A pool of at most `max_size` objects with every other option off.
+    pub fn new(factory: F, max_size: usize) -> Result<Self, ConfigError> {
+        Self::builder(factory).max_size(max_size).build()
+    }
+}
+
+impl<F: Factory, R: Runtime> Pool<F, R> {
+    pub(crate) fn from_parts(
+        factory: F,
+        runtime: R,
+        limits: Limits,
+        wait_timeout: Option<Duration>,
+        create_timeout: Option<Duration>,
+    ) -> Result<Self, ConfigError> {
+        let upkeep_tick = [
+            limits.idle_timeout,
+            limits.max_lifetime,
+            Some(Duration::from_secs(1)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("one is always there");
+        let upkeep =
+            limits.min_idle > 0 || limits.idle_timeout.is_some() || limits.max_lifetime.is_some();
+        let inner = Arc::new(Inner {
+            state: Mutex::new(PoolState::new(limits)?),
+            factory,
+            runtime,
+            wait_timeout,
+            create_timeout,
+        });
+        // The creations that fill `min_idle`, if any.
+        inner.with_state(|_| ());
+        if upkeep {
+            inner.runtime.spawn(upkeep_loop(
+                Arc::downgrade(&inner),
+                inner.runtime.clone(),
+                upkeep_tick,
+            ));
+        }
+        Ok(Pool { inner })
+    }
+
+    /// Takes an object: an idle one if there is one alive, else a new one if
+    /// there is room, else the next one given back, first come first served.
+    ///
+    /// Dropping the returned future at any point loses nothing: a place in the
+    /// queue is withdrawn, and an object handed over meanwhile goes to the next
+    /// waiter. A creation started for the caller goes on in its own task.
+    pub async fn acquire(&self) -> Result<Pooled<F, R>, PoolError<F::Error>> {
+        let inner = &self.inner;
+        let first = inner.with_state(|state| {
+            state.acquire(
+                Instant::now(),
+                |object| inner.factory.is_alive(object),
+                || None,
+            )
+        });
+        let waiter = match first {
+            Acquire::Ready(checkout) => return Ok(Pooled::new(self.clone(), checkout)),
+            Acquire::Closed => return Err(PoolError::Closed),
+            Acquire::Queued(waiter) => waiter,
+        };
+        let mut wait = Wait {
+            inner,
+            waiter: Some(waiter),
+        };
+        let served = match timeout(&inner.runtime, inner.wait_timeout, &mut wait).await {
+            Some(served) => served,
+            None => wait.give_up(),
+        };
+        served.map(|checkout| Pooled::new(self.clone(), checkout))
+    }
+
+    /// The same as [`acquire`](Self::acquire), under the name deadpool and bb8 use.
+    pub async fn get(&self) -> Result<Pooled<F, R>, PoolError<F::Error>> {
+        self.acquire().await
+    }
+
+    /// Gives an object back now, rather than when the guard drops, and reports
+    /// what a guard's drop cannot: a dead object is closed here and the
+    /// factory's close error returned; an object from another pool is refused
+    /// with [`PoolError::ForeignObject`] (and goes back to its own pool).
+    pub async fn release(&self, object: Pooled<F, R>) -> Result<(), PoolError<F::Error>> {
+        if !Arc::ptr_eq(&self.inner, &object.pool().inner) {
+            drop(object);
+            return Err(PoolError::ForeignObject);
+        }
+        let checkout = object.into_checkout();
+        let alive = self.inner.factory.is_alive(checkout.object());
+        self.inner.give_back(checkout, alive).await
+    }
+
+    /// Closes the pool: every waiter fails at once with [`PoolError::Closed`],
+    /// the idle objects are closed (their close errors returned, not
+    /// swallowed), objects in use are closed when given back, and creations in
+    /// flight are closed when they finish. Closing again does nothing.
+    pub async fn close(&self) -> Result<(), CloseErrors<F::Error>> {
+        let actions = self.inner.with_state_deferred(|state| state.close()).1;
+        let idle = self.inner.perform(actions, |_| true);
+        let results = join_all(
+            idle.into_iter()
+                .map(|object| self.inner.factory.close(object)),
+        )
+        .await;
+        let errors: Vec<_> = results.into_iter().filter_map(Result::err).collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            self.inner.with_state(|state| {
+                for _ in &errors {
+                    state.handle_close_failed();
+                }
+            });
+            Err(CloseErrors { errors })
+        }
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().is_closed()
+    }
+
+    /// Changes `max_size`. Shrinking closes idle objects at once and objects in
+    /// use as they come back, until the pool fits.
+    pub fn resize(&self, max_size: usize) -> Result<(), ConfigError> {
+        self.inner.with_state(|state| state.resize(max_size))
+    }
+
+    /// Closes every idle object for which `keep` says false; returns how many.
+    pub fn retain(&self, keep: impl FnMut(&F::Object, &ObjectMeta) -> bool) -> usize {
+        self.inner.with_state(|state| state.retain(keep))
+    }
+
+    /// A snapshot of the occupancy.
+    pub fn status(&self) -> Status {
+        self.inner.lock().status()
+    }
+
+    /// Running totals: creations, checkouts, reuse, closes.
+    pub fn counters(&self) -> Counters {
+        self.inner.lock().counters()
+    }
+
+    /// The factory.
+    pub fn factory(&self) -> &F {
+        &self.inner.factory
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner<F, R>> {
+        &self.inner
+    }
+}
+
+impl<F: Factory, R: Runtime> Inner<F, R> {
+    fn lock(&self) -> MutexGuard<'_, State<F>> {
+        // The machine is left consistent between inputs, so a panic elsewhere
+        // while the lock was held does not make the state unusable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Feeds one input to the machine and returns what it answered, with its
+    /// actions drained but not yet carried out.
+    fn with_state_deferred<T>(&self, input: impl FnOnce(&mut State<F>) -> T) -> (T, Actions<F>) {
+        let mut state = self.lock();
+        let answer = input(&mut state);
+        let mut actions = Vec::new();
+        while let Some(action) = state.poll_action() {
+            actions.push(action);
+        }
+        (answer, actions)
+    }
+
+    /// Feeds one input to the machine and carries out its actions.
+    fn with_state<T>(self: &Arc<Self>, input: impl FnOnce(&mut State<F>) -> T) -> T {
+        let (answer, actions) = self.with_state_deferred(input);
+        let closes = self.perform(actions, |_| false);
+        debug_assert!(closes.is_empty());
+        answer
+    }
+
+    /// Carries out the machine's actions; the objects to close that `inline`
+    /// picks are returned for the caller to close and await, the others are
+    /// closed in spawned tasks.
+    fn perform(
+        self: &Arc<Self>,
+        actions: Actions<F>,
+        inline: impl Fn(&ObjectMeta) -> bool,
+    ) -> Vec<F::Object> {
+        let mut kept = Vec::new();
+        for action in actions {
+            match action {
+                Action::Wake(waker) => waker.into_iter().for_each(Waker::wake),
+                Action::Create(ticket) => self.spawn_create(ticket),
+                Action::Close { object, meta, .. } if inline(&meta) => kept.push(object),
+                Action::Close { object, .. } => {
+                    let inner = self.clone();
+                    self.runtime.spawn(async move {
+                        if inner.factory.close(object).await.is_err() {
+                            inner.lock().handle_close_failed();
+                        }
+                    });
+                }
+            }
+        }
+        kept
+    }
+
+    fn spawn_create(self: &Arc<Self>, ticket: CreateTicket) {
+        let mut creation = Creation {
+            inner: self.clone(),
+            ticket: Some(ticket),
+        };
+        self.runtime.spawn(async move {
+            let result = match timeout(
+                &creation.inner.runtime,
+                creation.inner.create_timeout,
+                creation.inner.factory.create(),
+            )
+            .await
+            {
+                Some(Ok(object)) => Ok(object),
+                Some(Err(error)) => Err(CreateFailure::Error(error)),
+                None => Err(CreateFailure::TimedOut),
+            };
+            creation.finish(result);
+        });
+    }
+
+    /// Gives a checked-out object back; a dead one is closed here and its
+    /// close error returned.
+    pub(crate) async fn give_back(
+        self: &Arc<Self>,
+        checkout: Checkout<F::Object>,
+        alive: bool,
+    ) -> Result<(), PoolError<F::Error>> {
+        let id = checkout.meta().id;
+        let (released, actions) =
+            self.with_state_deferred(|state| state.release(checkout, Instant::now(), alive));
+        released.expect("a guard holds a checkout of its own pool");
+        for object in self.perform(actions, |meta| meta.id == id) {
+            self.factory.close(object).await.map_err(PoolError::Close)?;
+        }
+        Ok(())
+    }
+
+    /// Gives a checked-out object back without waiting for anything.
+    pub(crate) fn give_back_now(self: &Arc<Self>, checkout: Checkout<F::Object>) {
+        let alive = self.factory.is_alive(checkout.object());
+        self.with_state(|state| state.release(checkout, Instant::now(), alive))
+            .expect("a guard holds a checkout of its own pool");
+    }
+
+    pub(crate) fn detach(self: &Arc<Self>, checkout: Checkout<F::Object>) -> F::Object {
+        self.with_state(|state| state.detach(checkout))
+            .expect("a guard holds a checkout of its own pool")
+    }
+}
+
+/// A creation in flight. If its task is dropped before it finishes (the
+/// runtime shut down, or the factory panicked), the drop reports it failed,
+/// so its slot is never lost.
+struct Creation<F: Factory, R: Runtime> {
+    inner: Arc<Inner<F, R>>,
+    ticket: Option<CreateTicket>,
+}
+
+impl<F: Factory, R: Runtime> Creation<F, R> {
+    fn finish(&mut self, result: Result<F::Object, CreateFailure<F::Error>>) {
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
+        let now = Instant::now();
+        match result {
+            Ok(object) => self
+                .inner
+                .with_state(|state| state.handle_created(ticket, object, now).map_err(drop))
+                .expect("a ticket of this pool"),
+            Err(failure) => {
+                // An error that no waiter was counting on (a background refill) is dropped here;
+                // the counters keep the tally.
+                let _undelivered = self
+                    .inner
+                    .with_state(|state| state.handle_create_failed(ticket, failure, now))
+                    .expect("a ticket of this pool");
+            }
+        }
+    }
+}
+
+impl<F: Factory, R: Runtime> Drop for Creation<F, R> {
+    fn drop(&mut self) {
+        self.finish(Err(CreateFailure::Aborted));
+    }
+}
+
+/// A queued acquire. Dropping it withdraws the waiter.
+struct Wait<'a, F: Factory, R: Runtime> {
+    inner: &'a Arc<Inner<F, R>>,
+    waiter: Option<WaiterId>,
+}
+
+impl<F: Factory, R: Runtime> Wait<'_, F, R> {
+    /// The wait timed out: take the object if one was handed over meanwhile,
+    /// else leave the queue.
+    fn give_up(mut self) -> Result<Checkout<F::Object>, PoolError<F::Error>> {
+        let waiter = self.waiter.take().expect("a pending wait has its waiter");
+        self.inner
+            .with_state(|state| match state.poll_waiter(waiter, |_| ()) {
+                Ok(WaitPoll::Ready(served)) => served.map_err(into_pool_error),
+                Ok(WaitPoll::Pending(waiter)) => {
+                    state
+                        .cancel_waiter(waiter, Instant::now())
+                        .expect("a waiter of this pool");
+                    Err(PoolError::Timeout(TimeoutKind::Wait))
+                }
+                Err(_) => unreachable!("a waiter of this pool"),
+            })
+    }
+}
+
+impl<F: Factory, R: Runtime> Future for Wait<'_, F, R> {
+    type Output = Result<Checkout<F::Object>, PoolError<F::Error>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let waiter = self.waiter.take().expect("polled after completion");
+        let polled = self
+            .inner
+            .lock()
+            .poll_waiter(waiter, |registered| match registered {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => *registered = Some(cx.waker().clone()),
+            });
+        match polled {
+            Ok(WaitPoll::Pending(waiter)) => {
+                self.waiter = Some(waiter);
+                Poll::Pending
+            }
+            Ok(WaitPoll::Ready(served)) => Poll::Ready(served.map_err(into_pool_error)),
+            Err(_) => unreachable!("a waiter of this pool"),
+        }
+    }
+}
+
+impl<F: Factory, R: Runtime> Drop for Wait<'_, F, R> {
+    fn drop(&mut self) {
+        if let Some(waiter) = self.waiter.take() {
+            self.inner
+                .with_state(|state| state.cancel_waiter(waiter, Instant::now()))
+                .expect("a waiter of this pool");
+        }
+    }
+}
+
+fn into_pool_error<E: std::error::Error>(failure: Failure<CreateFailure<E>>) -> PoolError<E> {
+    match failure {
+        Failure::Closed => PoolError::Closed,
+        Failure::Create(CreateFailure::Error(error)) => PoolError::Create(error),
+        Failure::Create(CreateFailure::TimedOut) => PoolError::Timeout(TimeoutKind::Create),
+        Failure::Create(CreateFailure::Aborted) => PoolError::CreateAborted,
+    }
+}
+
+/// Runs `future` for at most `limit`; `None` when the time ran out.
+async fn timeout<R: Runtime, T>(
+    runtime: &R,
+    limit: Option<Duration>,
+    future: impl Future<Output = T>,
+) -> Option<T> {
+    let Some(limit) = limit else {
+        return Some(future.await);
+    };
+    match select(pin!(future), pin!(runtime.sleep(limit))).await {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(((), _)) => None,
+    }
+}
+
+/// The pool's upkeep: reaps idle and old objects and resumes a paused
+/// `min_idle` refill, at each deadline the machine names, and at least every
+/// `tick`. It holds the pool weakly and ends once the pool is dropped or closed.
+async fn upkeep_loop<F: Factory, R: Runtime>(pool: Weak<Inner<F, R>>, runtime: R, tick: Duration) {
+    loop {
+        let pause = {
+            let Some(inner) = pool.upgrade() else { return };
+            let now = Instant::now();
+            let next = inner.with_state(|state| {
+                if state.is_closed() {
+                    return None;
+                }
+                state.handle_timeout(now);
+                Some(state.poll_timeout())
+            });
+            let Some(next) = next else { return };
+            next.map_or(tick, |at| at.saturating_duration_since(now).min(tick))
+                .max(Duration::from_millis(1))
+        };
+        runtime.sleep(pause).await;
+    }
+}
