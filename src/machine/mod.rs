@@ -855,3 +855,6 @@ impl<T, E, W> PoolState<T, E, W> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

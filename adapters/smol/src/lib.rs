@@ -39,6 +39,8 @@ pub use wtpool::{
 pub struct Smol;
 
 impl wtpool::Runtime for Smol {
+    // An `async fn` would borrow `self`; the timer must be `'static`.
+    #[allow(clippy::manual_async_fn)]
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
         async move {
             smol::Timer::after(duration).await;

@@ -1,0 +1,569 @@
+//! Unit tests of the state machine: no runtime, a virtual clock.
+
+use super::*;
+
+type State = PoolState<u32, &'static str, u32>;
+
+fn t0() -> Instant {
+    // One base instant for the whole test; offsets make the virtual clock.
+    Instant::now()
+}
+
+fn drain(state: &mut State) -> Vec<Action<u32, u32>> {
+    let actions: Vec<_> = std::iter::from_fn(|| state.poll_action()).collect();
+    state.check_invariants().unwrap();
+    actions
+}
+
+fn tickets(actions: Vec<Action<u32, u32>>) -> Vec<CreateTicket> {
+    actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Create(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ready(a: Acquire<u32>) -> Checkout<u32> {
+    match a {
+        Acquire::Ready(c) => c,
+        other => panic!("expected Ready, got {other:?}"),
+    }
+}
+
+fn queued(a: Acquire<u32>) -> WaiterId {
+    match a {
+        Acquire::Queued(w) => w,
+        other => panic!("expected Queued, got {other:?}"),
+    }
+}
+
+fn served(state: &mut State, w: WaiterId) -> Result<Checkout<u32>, Failure<&'static str>> {
+    match state.poll_waiter(w, |_| ()).unwrap() {
+        WaitPoll::Ready(r) => r,
+        WaitPoll::Pending(_) => panic!("expected the waiter to be served"),
+    }
+}
+
+/// One object made and idle in a fresh pool of `limits`.
+fn with_idle(limits: Limits, now: Instant) -> State {
+    let mut s = State::new(limits).unwrap();
+    let w = queued(s.acquire(now, |_| true, || 0));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_created(t, 1, now).unwrap();
+    let c = served(&mut s, w).unwrap();
+    s.release(c, now, true).unwrap();
+    drain(&mut s);
+    s
+}
+
+#[test]
+fn zero_sizes_are_config_errors() {
+    assert_eq!(
+        State::new(Limits::new(0)).unwrap_err(),
+        ConfigError::ZeroMaxSize
+    );
+    let l = Limits {
+        max_creating: 0,
+        ..Limits::new(2)
+    };
+    assert_eq!(State::new(l).unwrap_err(), ConfigError::ZeroMaxCreating);
+    let l = Limits {
+        min_idle: 3,
+        ..Limits::new(2)
+    };
+    assert!(matches!(
+        State::new(l),
+        Err(ConfigError::MinIdleAboveMaxSize { .. })
+    ));
+    let l = Limits {
+        idle_timeout: Some(Duration::ZERO),
+        ..Limits::new(2)
+    };
+    assert_eq!(
+        State::new(l).unwrap_err(),
+        ConfigError::ZeroDuration("idle_timeout")
+    );
+    let mut s = State::new(Limits::new(2)).unwrap();
+    assert_eq!(s.resize(0), Err(ConfigError::ZeroMaxSize));
+    assert_eq!(s.limits().max_size, 2);
+}
+
+#[test]
+fn a_miss_queues_and_asks_for_one_creation() {
+    let now = t0();
+    let mut s = State::new(Limits::new(2)).unwrap();
+    let w = queued(s.acquire(now, |_| true, || 7));
+    let ts = tickets(drain(&mut s));
+    assert_eq!(ts.len(), 1);
+    assert_eq!(s.status().creating, 1);
+    assert_eq!(s.status().waiting, 1);
+    let t = ts.into_iter().next().unwrap();
+    s.handle_created(t, 10, now).unwrap();
+    let actions = drain(&mut s);
+    assert!(matches!(actions.as_slice(), [Action::Wake(7)]));
+    let c = served(&mut s, w).unwrap();
+    assert_eq!(*c.object(), 10);
+    assert_eq!(s.status().in_use, 1);
+    assert_eq!(s.counters().reused, 0);
+}
+
+#[test]
+fn release_goes_to_idle_then_back_out() {
+    let now = t0();
+    let mut s = with_idle(Limits::new(1), now);
+    assert_eq!(s.status().idle, 1);
+    let c = ready(s.acquire(now, |_| true, || 0));
+    assert_eq!(*c.object(), 1);
+    assert_eq!(c.meta().checkouts, 2);
+    assert_eq!(s.counters().reused, 1);
+    assert!(drain(&mut s).is_empty());
+}
+
+#[test]
+fn waiters_are_served_first_come_first_served() {
+    let now = t0();
+    let mut s = with_idle(Limits::new(1), now);
+    let held = ready(s.acquire(now, |_| true, || 0));
+    let w1 = queued(s.acquire(now, |_| true, || 1));
+    let w2 = queued(s.acquire(now, |_| true, || 2));
+    assert!(
+        drain(&mut s).is_empty(),
+        "the pool is full: nothing to create"
+    );
+    s.release(held, now, true).unwrap();
+    assert!(matches!(drain(&mut s).as_slice(), [Action::Wake(1)]));
+    // A newcomer does not overtake w2, even though w1 has not collected yet.
+    let w3 = queued(s.acquire(now, |_| true, || 3));
+    let c = served(&mut s, w1).unwrap();
+    s.release(c, now, true).unwrap();
+    assert!(matches!(drain(&mut s).as_slice(), [Action::Wake(2)]));
+    let c = served(&mut s, w2).unwrap();
+    s.release(c, now, true).unwrap();
+    assert!(matches!(drain(&mut s).as_slice(), [Action::Wake(3)]));
+    assert!(served(&mut s, w3).is_ok());
+}
+
+#[test]
+fn cancelling_from_the_middle_keeps_the_order() {
+    let now = t0();
+    let mut s = with_idle(Limits::new(1), now);
+    let held = ready(s.acquire(now, |_| true, || 0));
+    let ws: Vec<_> = (1..=5)
+        .map(|i| queued(s.acquire(now, |_| true, || i)))
+        .collect();
+    let mut ws = ws.into_iter();
+    let (w1, w2, w3, w4, w5) = (
+        ws.next().unwrap(),
+        ws.next().unwrap(),
+        ws.next().unwrap(),
+        ws.next().unwrap(),
+        ws.next().unwrap(),
+    );
+    s.cancel_waiter(w3, now).unwrap();
+    s.cancel_waiter(w1, now).unwrap();
+    assert_eq!(s.status().waiting, 3);
+    drain(&mut s);
+    let mut order = Vec::new();
+    let mut obj = held;
+    for w in [w2, w4, w5] {
+        s.release(obj, now, true).unwrap();
+        match drain(&mut s).as_slice() {
+            [Action::Wake(i)] => order.push(*i),
+            other => panic!("{other:?}"),
+        }
+        obj = served(&mut s, w).unwrap();
+    }
+    assert_eq!(order, vec![2, 4, 5]);
+}
+
+#[test]
+fn a_served_waiter_that_leaves_passes_its_object_on() {
+    let now = t0();
+    let mut s = with_idle(Limits::new(1), now);
+    let held = ready(s.acquire(now, |_| true, || 0));
+    let w1 = queued(s.acquire(now, |_| true, || 1));
+    let w2 = queued(s.acquire(now, |_| true, || 2));
+    s.release(held, now, true).unwrap();
+    drain(&mut s);
+    s.cancel_waiter(w1, now).unwrap();
+    assert!(matches!(drain(&mut s).as_slice(), [Action::Wake(2)]));
+    assert_eq!(*served(&mut s, w2).unwrap().object(), 1);
+}
+
+#[test]
+fn a_served_waiter_that_leaves_alone_returns_the_object_to_idle() {
+    let now = t0();
+    let mut s = with_idle(Limits::new(1), now);
+    let held = ready(s.acquire(now, |_| true, || 0));
+    let w1 = queued(s.acquire(now, |_| true, || 1));
+    s.release(held, now, true).unwrap();
+    drain(&mut s);
+    assert_eq!(s.status().in_use, 1);
+    s.cancel_waiter(w1, now).unwrap();
+    drain(&mut s);
+    assert_eq!((s.status().idle, s.status().in_use), (1, 0));
+}
+
+#[test]
+fn dead_idle_objects_are_closed_and_replaced() {
+    let now = t0();
+    let mut s = with_idle(Limits::new(1), now);
+    let w = queued(s.acquire(now, |_| false, || 9));
+    let actions = drain(&mut s);
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [
+                Action::Close {
+                    object: 1,
+                    reason: CloseReason::Dead,
+                    ..
+                },
+                Action::Create(_)
+            ]
+        ),
+        "{actions:?}"
+    );
+    assert_eq!(
+        s.status().size,
+        1,
+        "the dead one's slot went to the new creation"
+    );
+    let _ = w;
+}
+
+#[test]
+fn a_dead_object_given_back_frees_its_slot_for_a_waiter() {
+    let now = t0();
+    let mut s = with_idle(Limits::new(1), now);
+    let held = ready(s.acquire(now, |_| true, || 0));
+    let w = queued(s.acquire(now, |_| true, || 1));
+    s.release(held, now, false).unwrap();
+    let actions = drain(&mut s);
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [
+                Action::Close {
+                    reason: CloseReason::Dead,
+                    ..
+                },
+                Action::Create(_)
+            ]
+        ),
+        "{actions:?}"
+    );
+    let _ = w;
+}
+
+#[test]
+fn a_failed_creation_fails_the_oldest_waiter_and_lets_the_next_try() {
+    let now = t0();
+    let limits = Limits {
+        max_creating: 1,
+        ..Limits::new(4)
+    };
+    let mut s = State::new(limits).unwrap();
+    let w1 = queued(s.acquire(now, |_| true, || 1));
+    let w2 = queued(s.acquire(now, |_| true, || 2));
+    let mut ts = tickets(drain(&mut s));
+    assert_eq!(ts.len(), 1, "capped at one creation");
+    assert_eq!(
+        s.handle_create_failed(ts.pop().unwrap(), "refused", now)
+            .unwrap(),
+        None
+    );
+    let actions = drain(&mut s);
+    assert!(
+        matches!(actions.as_slice(), [Action::Wake(1), Action::Create(_)]),
+        "{actions:?}"
+    );
+    assert_eq!(served(&mut s, w1).unwrap_err(), Failure::Create("refused"));
+    assert_eq!(s.status().waiting, 1);
+    let _ = w2;
+}
+
+#[test]
+fn a_failed_refill_backs_off_and_resumes() {
+    let now = t0();
+    let limits = Limits {
+        min_idle: 1,
+        ..Limits::new(2)
+    };
+    let mut s = State::new(limits).unwrap();
+    let mut ts = tickets(drain(&mut s));
+    assert_eq!(ts.len(), 1, "prefill");
+    assert_eq!(
+        s.handle_create_failed(ts.pop().unwrap(), "down", now)
+            .unwrap(),
+        Some("down")
+    );
+    assert!(drain(&mut s).is_empty(), "no retry before the back-off");
+    assert_eq!(s.poll_timeout(), Some(now + REFILL_BACKOFF_MIN));
+    s.handle_timeout(now + REFILL_BACKOFF_MIN);
+    let mut ts = tickets(drain(&mut s));
+    assert_eq!(ts.len(), 1, "retried");
+    s.handle_create_failed(ts.pop().unwrap(), "down", now + REFILL_BACKOFF_MIN)
+        .unwrap();
+    assert_eq!(
+        s.poll_timeout(),
+        Some(now + REFILL_BACKOFF_MIN * 3),
+        "the back-off doubled"
+    );
+}
+
+#[test]
+fn close_fails_every_waiter_and_closes_idle_and_later_returns() {
+    let now = t0();
+    let mut s = with_idle(Limits::new(2), now);
+    let held = ready(s.acquire(now, |_| true, || 0));
+    let w1 = queued(s.acquire(now, |_| true, || 1));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    let w2 = queued(s.acquire(now, |_| true, || 2));
+    drain(&mut s);
+    s.close();
+    let actions = drain(&mut s);
+    assert!(
+        matches!(actions.as_slice(), [Action::Wake(1), Action::Wake(2)]),
+        "{actions:?}"
+    );
+    assert_eq!(served(&mut s, w1).unwrap_err(), Failure::Closed);
+    assert_eq!(served(&mut s, w2).unwrap_err(), Failure::Closed);
+    s.release(held, now, true).unwrap();
+    assert!(matches!(
+        drain(&mut s).as_slice(),
+        [Action::Close {
+            reason: CloseReason::PoolClosed,
+            ..
+        }]
+    ));
+    s.handle_created(t, 5, now).unwrap();
+    assert!(matches!(
+        drain(&mut s).as_slice(),
+        [Action::Close { object: 5, .. }]
+    ));
+    assert!(matches!(s.acquire(now, |_| true, || 3), Acquire::Closed));
+    assert_eq!(s.status().size, 0);
+    s.close();
+    assert!(drain(&mut s).is_empty(), "closing twice does nothing more");
+}
+
+#[test]
+fn idle_timeout_reaps_the_least_recently_used_down_to_min_idle() {
+    let now = t0();
+    let limits = Limits {
+        idle_timeout: Some(Duration::from_secs(10)),
+        min_idle: 1,
+        ..Limits::new(3)
+    };
+    let mut s = State::new(limits).unwrap();
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_created(t, 1, now).unwrap();
+    // Two more objects, returned later.
+    let a = ready(s.acquire(now, |_| true, || 0));
+    let w = queued(s.acquire(now, |_| true, || 0));
+    let mut ts = tickets(drain(&mut s));
+    s.handle_created(ts.pop().unwrap(), 2, now).unwrap();
+    drain(&mut s);
+    let b = served(&mut s, w).unwrap();
+    s.release(a, now + Duration::from_secs(1), true).unwrap();
+    s.release(b, now + Duration::from_secs(2), true).unwrap();
+    drain(&mut s);
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(11)));
+    s.handle_timeout(now + Duration::from_secs(11));
+    let actions = drain(&mut s);
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [Action::Close {
+                object: 1,
+                reason: CloseReason::IdleTimeout,
+                ..
+            }]
+        ),
+        "{actions:?}"
+    );
+    s.handle_timeout(now + Duration::from_secs(100));
+    assert!(drain(&mut s).is_empty(), "min_idle keeps the last one");
+    assert_eq!(s.status().idle, 1);
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn an_object_past_its_lifetime_is_never_handed_out() {
+    let now = t0();
+    let limits = Limits {
+        max_lifetime: Some(Duration::from_secs(60)),
+        ..Limits::new(1)
+    };
+    let mut s = with_idle(limits, now);
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(60)));
+    let later = now + Duration::from_secs(61);
+    let _w = queued(s.acquire(later, |_| true, || 0));
+    let actions = drain(&mut s);
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [
+                Action::Close {
+                    reason: CloseReason::MaxLifetime,
+                    ..
+                },
+                Action::Create(_)
+            ]
+        ),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn the_lifetime_sweep_closes_old_idle_objects_behind_young_ones() {
+    let now = t0();
+    let limits = Limits {
+        max_lifetime: Some(Duration::from_secs(60)),
+        ..Limits::new(2)
+    };
+    let mut s = with_idle(limits, now); // object 1, created at 0
+    let old = ready(s.acquire(now, |_| true, || 0));
+    let w = queued(s.acquire(now + Duration::from_secs(30), |_| true, || 0));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_created(t, 2, now + Duration::from_secs(30))
+        .unwrap();
+    drain(&mut s);
+    let young = served(&mut s, w).unwrap();
+    // Give back the young one last: the old one sits at the front... and the
+    // young one at the back, so the sweep must look past the back.
+    s.release(old, now + Duration::from_secs(40), true).unwrap();
+    s.release(young, now + Duration::from_secs(50), true)
+        .unwrap();
+    drain(&mut s);
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(60)));
+    s.handle_timeout(now + Duration::from_secs(60));
+    let actions = drain(&mut s);
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [Action::Close {
+                object: 1,
+                reason: CloseReason::MaxLifetime,
+                ..
+            }]
+        ),
+        "{actions:?}"
+    );
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(90)));
+}
+
+#[test]
+fn shrinking_closes_idle_now_and_in_use_on_return() {
+    let now = t0();
+    let mut s = State::new(Limits::new(3)).unwrap();
+    let ws: Vec<_> = (0..3)
+        .map(|i| queued(s.acquire(now, |_| true, || i)))
+        .collect();
+    for (i, t) in tickets(drain(&mut s)).into_iter().enumerate() {
+        s.handle_created(t, i as u32, now).unwrap();
+    }
+    drain(&mut s);
+    let mut held: Vec<_> = ws.into_iter().map(|w| served(&mut s, w).unwrap()).collect();
+    s.release(held.pop().unwrap(), now, true).unwrap();
+    drain(&mut s);
+    s.resize(1).unwrap();
+    assert!(matches!(
+        drain(&mut s).as_slice(),
+        [Action::Close {
+            reason: CloseReason::Shrunk,
+            ..
+        }]
+    ));
+    assert_eq!(s.status().size, 2);
+    s.release(held.pop().unwrap(), now, true).unwrap();
+    assert!(matches!(
+        drain(&mut s).as_slice(),
+        [Action::Close {
+            reason: CloseReason::Shrunk,
+            ..
+        }]
+    ));
+    s.release(held.pop().unwrap(), now, true).unwrap();
+    assert!(drain(&mut s).is_empty());
+    assert_eq!((s.status().size, s.status().idle), (1, 1));
+}
+
+#[test]
+fn growing_starts_creations_for_waiters() {
+    let now = t0();
+    let mut s = with_idle(Limits::new(1), now);
+    let _held = ready(s.acquire(now, |_| true, || 0));
+    let _w = queued(s.acquire(now, |_| true, || 1));
+    assert!(drain(&mut s).is_empty());
+    s.resize(2).unwrap();
+    assert_eq!(tickets(drain(&mut s)).len(), 1);
+}
+
+#[test]
+fn retain_closes_the_refused() {
+    let now = t0();
+    let mut s = with_idle(Limits::new(2), now);
+    assert_eq!(s.retain(|o, _| *o != 1), 1);
+    assert!(matches!(
+        drain(&mut s).as_slice(),
+        [Action::Close {
+            reason: CloseReason::Retain,
+            ..
+        }]
+    ));
+    assert_eq!(s.status().size, 0);
+}
+
+#[test]
+fn detach_frees_the_slot() {
+    let now = t0();
+    let mut s = with_idle(Limits::new(1), now);
+    let held = ready(s.acquire(now, |_| true, || 0));
+    let _w = queued(s.acquire(now, |_| true, || 1));
+    assert_eq!(s.detach(held).unwrap(), 1);
+    assert_eq!(tickets(drain(&mut s)).len(), 1);
+    assert_eq!(s.counters().detached, 1);
+}
+
+#[test]
+fn tokens_of_another_pool_are_refused_and_given_back() {
+    let now = t0();
+    let mut a = with_idle(Limits::new(1), now);
+    let mut b = with_idle(Limits::new(1), now);
+    let from_a = ready(a.acquire(now, |_| true, || 0));
+    let back = b.release(from_a, now, true).unwrap_err().0;
+    assert_eq!(b.status().idle, 1, "b unchanged");
+    a.release(back, now, true).unwrap();
+    assert_eq!(a.status().idle, 1);
+    let wa = queued({
+        let _h = ready(a.acquire(now, |_| true, || 0));
+        a.acquire(now, |_| true, || 1)
+    });
+    assert!(b.cancel_waiter(wa, now).is_err());
+}
+
+#[test]
+fn ten_thousand_waiters_cancel_from_the_middle() {
+    let now = t0();
+    let mut s = with_idle(Limits::new(1), now);
+    let held = ready(s.acquire(now, |_| true, || 0));
+    let mut ws: Vec<_> = (0..10_000)
+        .map(|i| Some(queued(s.acquire(now, |_| true, || i))))
+        .collect();
+    for i in (0..10_000).filter(|i| i % 3 == 1) {
+        s.cancel_waiter(ws[i].take().unwrap(), now).unwrap();
+    }
+    s.check_invariants().unwrap();
+    s.release(held, now, true).unwrap();
+    assert!(matches!(drain(&mut s).as_slice(), [Action::Wake(0)]));
+    let c = served(&mut s, ws[0].take().unwrap()).unwrap();
+    s.release(c, now, true).unwrap();
+    assert!(
+        matches!(drain(&mut s).as_slice(), [Action::Wake(2)]),
+        "waiter 1 was cancelled"
+    );
+}
