@@ -51,7 +51,7 @@ impl<F: Factory, R: Runtime> Builder<F, R> {
     }
 
     /// Most creations in flight at once (a cap on handshake storms). By
-    /// default `max_size`.
+    /// default there is no cap beyond `max_size`, whatever it is resized to.
     pub fn max_creating(mut self, max_creating: usize) -> Self {
         self.max_creating = Some(max_creating);
         self
@@ -88,7 +88,9 @@ impl<F: Factory, R: Runtime> Builder<F, R> {
     /// Checks the settings and makes the pool. With `min_idle` or a time
     /// option set, this spawns the pool's upkeep task on the runtime.
     pub fn build(mut self) -> Result<Pool<F, R>, ConfigError> {
-        self.limits.max_creating = self.max_creating.unwrap_or(self.limits.max_size);
+        if let Some(max_creating) = self.max_creating {
+            self.limits.max_creating = max_creating;
+        }
         for (name, value) in [
             ("wait_timeout", self.wait_timeout),
             ("create_timeout", self.create_timeout),

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use event_listener::Event;
 use futures::future::{Either, join_all, select};
 
 use crate::error::{CloseErrors, ConfigError, PoolError, TimeoutKind};
@@ -57,11 +58,30 @@ pub struct Pool<F: Factory, R: Runtime> {
 }
 
 pub(crate) struct Inner<F: Factory, R: Runtime> {
-    state: Mutex<State<F>>,
+    locked: Mutex<Locked<F>>,
     factory: F,
     runtime: R,
     wait_timeout: Option<Duration>,
     create_timeout: Option<Duration>,
+    /// Whether the upkeep task runs (with `min_idle` or a time option).
+    upkeep: bool,
+    /// Wakes the upkeep task when the machine's next deadline comes earlier
+    /// than the one it sleeps until.
+    upkeep_wake: Event,
+}
+
+/// What the lock guards.
+struct Locked<F: Factory> {
+    machine: State<F>,
+    /// When the upkeep task will next wake; `None` while it is awake.
+    upkeep_at: Option<Instant>,
+}
+
+impl<F: Factory> Locked<F> {
+    /// The machine's pending actions.
+    fn drain(&mut self) -> Actions<F> {
+        std::iter::from_fn(|| self.machine.poll_action()).collect()
+    }
 }
 
 impl<F: Factory, R: Runtime> Clone for Pool<F, R> {
@@ -112,11 +132,16 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
         let upkeep =
             limits.min_idle > 0 || limits.idle_timeout.is_some() || limits.max_lifetime.is_some();
         let inner = Arc::new(Inner {
-            state: Mutex::new(PoolState::new(limits)?),
+            locked: Mutex::new(Locked {
+                machine: PoolState::new(limits)?,
+                upkeep_at: None,
+            }),
             factory,
             runtime,
             wait_timeout,
             create_timeout,
+            upkeep,
+            upkeep_wake: Event::new(),
         });
         // The creations that fill `min_idle`, if any.
         inner.with_state(|_| ());
@@ -170,14 +195,23 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
     /// what a guard's drop cannot: a dead object is closed here and the
     /// factory's close error returned; an object from another pool is refused
     /// with [`PoolError::ForeignObject`] (and goes back to its own pool).
-    pub async fn release(&self, object: Pooled<F, R>) -> Result<(), PoolError<F::Error>> {
-        if !Arc::ptr_eq(&self.inner, &object.pool().inner) {
+    ///
+    /// The object is back in the pool when this returns; the future only
+    /// closes a dead one, and dropping it drops that object unclosed.
+    pub fn release(
+        &self,
+        object: Pooled<F, R>,
+    ) -> impl Future<Output = Result<(), PoolError<F::Error>>> + Send + 'static {
+        let inner = self.inner.clone();
+        let to_close = if Arc::ptr_eq(&self.inner, &object.pool().inner) {
+            let checkout = object.into_checkout();
+            let alive = inner.factory.is_alive(checkout.object());
+            Ok(inner.give_back(checkout, alive, true))
+        } else {
             drop(object);
-            return Err(PoolError::ForeignObject);
-        }
-        let checkout = object.into_checkout();
-        let alive = self.inner.factory.is_alive(checkout.object());
-        self.inner.give_back(checkout, alive).await
+            Err(PoolError::ForeignObject)
+        };
+        async move { inner.close_now(to_close?).await }
     }
 
     /// Closes the pool: every waiter fails at once with [`PoolError::Closed`],
@@ -196,18 +230,17 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
         if errors.is_empty() {
             Ok(())
         } else {
-            self.inner.with_state(|state| {
-                for _ in &errors {
-                    state.handle_close_failed();
-                }
-            });
+            let mut locked = self.inner.lock();
+            for _ in &errors {
+                locked.machine.handle_close_failed();
+            }
             Err(CloseErrors { errors })
         }
     }
 
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.inner.lock().is_closed()
+        self.inner.lock().machine.is_closed()
     }
 
     /// Changes `max_size`. Shrinking closes idle objects at once and objects in
@@ -217,18 +250,19 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
     }
 
     /// Closes every idle object for which `keep` says false; returns how many.
+    /// `keep` runs under the pool's lock: it must not call into the pool.
     pub fn retain(&self, keep: impl FnMut(&F::Object, &ObjectMeta) -> bool) -> usize {
         self.inner.with_state(|state| state.retain(keep))
     }
 
     /// A snapshot of the occupancy.
     pub fn status(&self) -> Status {
-        self.inner.lock().status()
+        self.inner.lock().machine.status()
     }
 
     /// Running totals: creations, checkouts, reuse, closes.
     pub fn counters(&self) -> Counters {
-        self.inner.lock().counters()
+        self.inner.lock().machine.counters()
     }
 
     /// The factory.
@@ -242,20 +276,25 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
 }
 
 impl<F: Factory, R: Runtime> Inner<F, R> {
-    fn lock(&self) -> MutexGuard<'_, State<F>> {
+    fn lock(&self) -> MutexGuard<'_, Locked<F>> {
         // The machine is left consistent between inputs, so a panic elsewhere
         // while the lock was held does not make the state unusable.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.locked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Feeds one input to the machine and returns what it answered, with its
-    /// actions drained but not yet carried out.
+    /// actions drained but not yet carried out. Wakes the upkeep task if the
+    /// machine's next deadline came earlier than the one it sleeps until.
     fn with_state_deferred<T>(&self, input: impl FnOnce(&mut State<F>) -> T) -> (T, Actions<F>) {
-        let mut state = self.lock();
-        let answer = input(&mut state);
-        let mut actions = Vec::new();
-        while let Some(action) = state.poll_action() {
-            actions.push(action);
+        let mut locked = self.lock();
+        let answer = input(&mut locked.machine);
+        let actions = locked.drain();
+        if self.upkeep {
+            let next = locked.machine.poll_timeout();
+            if next.is_some_and(|next| locked.upkeep_at.is_some_and(|at| next < at)) {
+                locked.upkeep_at = None;
+                self.upkeep_wake.notify(1);
+            }
         }
         (answer, actions)
     }
@@ -285,9 +324,8 @@ impl<F: Factory, R: Runtime> Inner<F, R> {
                 Action::Close { object, .. } => {
                     let inner = self.clone();
                     self.runtime.spawn(async move {
-                        if inner.factory.close(object).await.is_err() {
-                            inner.lock().handle_close_failed();
-                        }
+                        // Nobody waits for this close: its error is only counted.
+                        let _ = inner.close_now(Some(object)).await;
                     });
                 }
             }
@@ -316,28 +354,37 @@ impl<F: Factory, R: Runtime> Inner<F, R> {
         });
     }
 
-    /// Gives a checked-out object back; a dead one is closed here and its
-    /// close error returned.
-    pub(crate) async fn give_back(
+    /// Gives a checked-out object back. If it must be closed (dead, or the
+    /// pool closed or over size), `close_inline` returns it for the caller to
+    /// close; otherwise it is closed in a spawned task.
+    pub(crate) fn give_back(
         self: &Arc<Self>,
         checkout: Checkout<F::Object>,
         alive: bool,
-    ) -> Result<(), PoolError<F::Error>> {
+        close_inline: bool,
+    ) -> Option<F::Object> {
         let id = checkout.meta().id;
         let (released, actions) =
             self.with_state_deferred(|state| state.release(checkout, Instant::now(), alive));
         released.expect("a guard holds a checkout of its own pool");
-        for object in self.perform(actions, |meta| meta.id == id) {
-            self.factory.close(object).await.map_err(PoolError::Close)?;
-        }
-        Ok(())
+        self.perform(actions, |meta| close_inline && meta.id == id)
+            .pop()
     }
 
-    /// Gives a checked-out object back without waiting for anything.
-    pub(crate) fn give_back_now(self: &Arc<Self>, checkout: Checkout<F::Object>) {
-        let alive = self.factory.is_alive(checkout.object());
-        self.with_state(|state| state.release(checkout, Instant::now(), alive))
-            .expect("a guard holds a checkout of its own pool");
+    /// Closes an object that left the pool, counting a failure.
+    pub(crate) async fn close_now(
+        &self,
+        object: Option<F::Object>,
+    ) -> Result<(), PoolError<F::Error>> {
+        let Some(object) = object else { return Ok(()) };
+        self.factory.close(object).await.map_err(|error| {
+            self.lock().machine.handle_close_failed();
+            PoolError::Close(error)
+        })
+    }
+
+    pub(crate) fn factory(&self) -> &F {
+        &self.factory
     }
 
     pub(crate) fn detach(self: &Arc<Self>, checkout: Checkout<F::Object>) -> F::Object {
@@ -416,6 +463,7 @@ impl<F: Factory, R: Runtime> Future for Wait<'_, F, R> {
         let polled = self
             .inner
             .lock()
+            .machine
             .poll_waiter(waiter, |registered| match registered {
                 Some(waker) if waker.will_wake(cx.waker()) => {}
                 _ => *registered = Some(cx.waker().clone()),
@@ -466,24 +514,35 @@ async fn timeout<R: Runtime, T>(
 }
 
 /// The pool's upkeep: reaps idle and old objects and resumes a paused
-/// `min_idle` refill, at each deadline the machine names, and at least every
-/// `tick`. It holds the pool weakly and ends once the pool is dropped or closed.
+/// `min_idle` refill, at each deadline the machine names (woken early when a
+/// deadline comes earlier), and at least every `tick`. It holds the pool
+/// weakly and ends once the pool is dropped or closed.
 async fn upkeep_loop<F: Factory, R: Runtime>(pool: Weak<Inner<F, R>>, runtime: R, tick: Duration) {
     loop {
-        let pause = {
+        let (pause, woken) = {
             let Some(inner) = pool.upgrade() else { return };
+            // Listen before reading the deadline, so that no wake-up is lost in between.
+            let woken = inner.upkeep_wake.listen();
             let now = Instant::now();
-            let next = inner.with_state(|state| {
-                if state.is_closed() {
-                    return None;
+            let (pause, actions) = {
+                let mut locked = inner.lock();
+                if locked.machine.is_closed() {
+                    return;
                 }
-                state.handle_timeout(now);
-                Some(state.poll_timeout())
-            });
-            let Some(next) = next else { return };
-            next.map_or(tick, |at| at.saturating_duration_since(now).min(tick))
-                .max(Duration::from_millis(1))
+                locked.machine.handle_timeout(now);
+                let pause = locked
+                    .machine
+                    .poll_timeout()
+                    .map_or(tick, |at| at.saturating_duration_since(now).min(tick))
+                    .max(Duration::from_millis(1));
+                // Set under the same lock as the deadline was read: an input
+                // that brings it earlier from now on wakes this task.
+                locked.upkeep_at = Some(now + pause);
+                (pause, locked.drain())
+            };
+            inner.perform(actions, |_| false);
+            (pause, woken)
         };
-        runtime.sleep(pause).await;
+        select(pin!(runtime.sleep(pause)), woken).await;
     }
 }

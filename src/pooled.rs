@@ -1,5 +1,6 @@
 //! The guard that [`Pool::acquire`](crate::Pool::acquire) hands out.
 
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
 
 use crate::machine::{Checkout, ObjectMeta};
@@ -48,11 +49,13 @@ impl<F: Factory, R: Runtime> Pooled<F, R> {
         pool.inner().detach(self.into_checkout())
     }
 
-    /// Closes a broken object instead of giving it back; its slot is freed.
-    /// Returns the factory's close error, if any.
-    pub async fn discard(self) -> Result<(), PoolError<F::Error>> {
-        let pool = self.pool.clone();
-        pool.inner().give_back(self.into_checkout(), false).await
+    /// Closes a broken object instead of giving it back; its slot is freed
+    /// at once. The future closes it and returns the factory's close error, if
+    /// any; dropping the future drops the object unclosed.
+    pub fn discard(self) -> impl Future<Output = Result<(), PoolError<F::Error>>> + Send + 'static {
+        let inner = self.pool.inner().clone();
+        let object = inner.give_back(self.into_checkout(), false, true);
+        async move { inner.close_now(object).await }
     }
 }
 
@@ -76,7 +79,9 @@ impl<F: Factory, R: Runtime> DerefMut for Pooled<F, R> {
 impl<F: Factory, R: Runtime> Drop for Pooled<F, R> {
     fn drop(&mut self) {
         if let Some(checkout) = self.checkout.take() {
-            self.pool.inner().give_back_now(checkout);
+            let inner = self.pool.inner();
+            let alive = inner.factory().is_alive(checkout.object());
+            inner.give_back(checkout, alive, false);
         }
     }
 }

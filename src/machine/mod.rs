@@ -79,7 +79,8 @@ pub const REFILL_BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub struct Limits {
     /// Most objects at once: idle, in use and being created. At least 1.
     pub max_size: usize,
-    /// Most creations in flight at once. At least 1.
+    /// Most creations in flight at once. At least 1; `usize::MAX` (the
+    /// default) leaves them capped by `max_size` alone, whatever it is resized to.
     pub max_creating: usize,
     /// Idle objects kept ready, created in the background. At most `max_size`.
     pub min_idle: usize,
@@ -94,7 +95,7 @@ impl Limits {
     pub fn new(max_size: usize) -> Self {
         Limits {
             max_size,
-            max_creating: max_size,
+            max_creating: usize::MAX,
             min_idle: 0,
             idle_timeout: None,
             max_lifetime: None,
@@ -430,6 +431,9 @@ impl<T, E, W> PoolState<T, E, W> {
             } else {
                 self.in_use += 1;
                 let checkout = self.checkout(object, meta);
+                // Taking an idle object (or closing dead ones) may leave
+                // `min_idle` short: start the refill now (invariant 3).
+                self.start_creations();
                 return Acquire::Ready(self.hand_out(checkout));
             };
             self.close_object(object, meta, reason);
