@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use wtpool::{
@@ -55,9 +56,50 @@ impl wtpool::Runtime for Smol {
     }
 }
 
+/// The tokio runtime that wtransport's endpoints and handshakes run on under
+/// smol: one worker thread, started on first use and kept for the life of the
+/// process. Streams, `closed()` and `close()` work from smol directly.
+fn io_runtime() -> &'static tokio::runtime::Runtime {
+    static IO: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    IO.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("wtpool-smol-io")
+            .enable_all()
+            .build()
+            .expect("the background tokio runtime for wtransport could not start")
+    })
+}
+
+impl wtpool_webtransport::TransportRuntime for Smol {
+    fn io_handle(&self) -> Option<tokio::runtime::Handle> {
+        Some(io_runtime().handle().clone())
+    }
+}
+
 /// A pool on smol.
 pub type Pool<F> = wtpool::Pool<F, Smol>;
 /// An object borrowed from a [`Pool`] on smol.
 pub type Pooled<F> = wtpool::Pooled<F, Smol>;
 /// The builder of a [`Pool`] on smol.
 pub type Builder<F> = wtpool::Builder<F, Smol>;
+
+/// A pool of WebTransport connections to `https://host:port/path`, with an endpoint of its own.
+pub type ConnectionPool = wtpool_webtransport::ConnectionPool<Smol>;
+/// A pool of WebTransport sessions to a URL, from a client endpoint you own.
+pub type SessionPool = wtpool_webtransport::SessionPool<Smol>;
+/// A pool of bidirectional streams on one WebTransport session.
+pub type StreamPool = wtpool_webtransport::StreamPool<Smol>;
+
+pub use wtpool_webtransport::{
+    ClientEndpoint, ClientOptions, ServerCertificate, SessionFactory, Stream, StreamFactory,
+    WebTransportError, echo,
+};
+pub use {url, wtransport};
+
+/// A client endpoint for [`SessionPool`]s (several can share it), built from
+/// `options` on the background tokio runtime that wtransport needs: no tokio
+/// in your code.
+pub fn client_endpoint(options: &ClientOptions) -> Result<ClientEndpoint, WebTransportError> {
+    wtpool_webtransport::client_endpoint::<Smol>(options)
+}

@@ -86,9 +86,33 @@ impl wtpool::Runtime for Tokio {
     }
 }
 
+impl wtpool_webtransport::TransportRuntime for Tokio {
+    fn io_handle(&self) -> Option<tokio::runtime::Handle> {
+        self.handle.clone()
+    }
+}
+
 /// A pool on tokio.
 pub type Pool<F> = wtpool::Pool<F, Tokio>;
 /// An object borrowed from a [`Pool`] on tokio.
 pub type Pooled<F> = wtpool::Pooled<F, Tokio>;
 /// The builder of a [`Pool`] on tokio.
 pub type Builder<F> = wtpool::Builder<F, Tokio>;
+
+/// A pool of WebTransport connections to `https://host:port/path`, with an endpoint of its own.
+pub type ConnectionPool = wtpool_webtransport::ConnectionPool<Tokio>;
+/// A pool of WebTransport sessions to a URL, from a client endpoint you own.
+pub type SessionPool = wtpool_webtransport::SessionPool<Tokio>;
+/// A pool of bidirectional streams on one WebTransport session.
+pub type StreamPool = wtpool_webtransport::StreamPool<Tokio>;
+
+pub use wtpool_webtransport::{
+    ClientEndpoint, ClientOptions, ServerCertificate, SessionFactory, Stream, StreamFactory,
+    WebTransportError, echo,
+};
+pub use {url, wtransport};
+
+/// A client endpoint for [`SessionPool`]s (several can share it), built from `options`.
+pub fn client_endpoint(options: &ClientOptions) -> Result<ClientEndpoint, WebTransportError> {
+    wtpool_webtransport::client_endpoint::<Tokio>(options)
+}

@@ -1,0 +1,54 @@
+//! The builder the three WebTransport pools share.
+
+use std::time::Duration;
+
+use wtpool::Factory;
+
+use crate::{TransportRuntime, WebTransportError};
+
+/// Most handshakes in flight at once by default. On loopback, 200 connects
+/// at once overflow the UDP receive buffer and spread to seconds; in batches
+/// of 25 they all finish in under 100 ms. 16 leaves room on slower links.
+pub const DEFAULT_MAX_CREATING: usize = 16;
+/// How long one creation (a handshake, or opening a stream) may take by default.
+pub const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of a WebTransport pool: the engine's options (see
+/// [`wtpool::Builder`]) with WebTransport defaults: at most
+/// [`DEFAULT_MAX_CREATING`] creations at once and a create timeout of
+/// [`DEFAULT_CREATE_TIMEOUT`].
+pub struct Builder<F: Factory, R: TransportRuntime, P> {
+    options: wtpool::Builder<F, R>,
+    finish: fn(wtpool::Pool<F, R>) -> P,
+}
+
+impl<F: Factory, R: TransportRuntime, P> Builder<F, R, P> {
+    pub(crate) fn new(factory: F, max_size: usize, finish: fn(wtpool::Pool<F, R>) -> P) -> Self {
+        let options = wtpool::Builder::new(factory, R::default())
+            .max_size(max_size)
+            .max_creating(DEFAULT_MAX_CREATING)
+            .create_timeout(DEFAULT_CREATE_TIMEOUT);
+        Builder { options, finish }
+    }
+
+    /// Changes the engine's options: `configure` gets the [`wtpool::Builder`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn demo<R: wtpool_webtransport::TransportRuntime>(builder: wtpool_webtransport::SessionPoolBuilder<R>) {
+    /// let builder = builder.options(|o| o.min_idle(2).wait_timeout(Duration::from_secs(5)));
+    /// # }
+    /// ```
+    pub fn options(
+        mut self,
+        configure: impl FnOnce(wtpool::Builder<F, R>) -> wtpool::Builder<F, R>,
+    ) -> Self {
+        self.options = configure(self.options);
+        self
+    }
+
+    /// Checks the settings and makes the pool.
+    pub fn build(self) -> Result<P, WebTransportError> {
+        Ok((self.finish)(self.options.build()?))
+    }
+}

@@ -1,0 +1,294 @@
+//! A WebTransport echo server on loopback, for examples, tests and quick
+//! checks: every bidirectional stream gets back what it sends.
+//!
+//! It runs on a small tokio runtime of its own, so it serves the same from a
+//! tokio program, a smol program or a plain thread, and it can be made to
+//! vanish without a word (to show how fast a dead peer is noticed).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+use url::Url;
+use wtransport::endpoint::IncomingSession;
+use wtransport::endpoint::endpoint_side::Server;
+use wtransport::tls::Sha256Digest;
+use wtransport::{Connection, Endpoint, Identity, ServerConfig, VarInt};
+
+/// Settings of an [`EchoServer`].
+#[derive(Debug, Clone)]
+pub struct EchoServerOptions {
+    /// Where to listen: `127.0.0.1` on a free port by default. Keep it on loopback.
+    pub bind: SocketAddr,
+    /// The path sessions must ask for; others get 404 Not Found.
+    pub path: String,
+    /// Sessions open at once; more get 429 Too Many Requests. No limit by default.
+    pub max_sessions: Option<usize>,
+    /// The server's QUIC idle timeout.
+    pub max_idle_timeout: Duration,
+    /// The server's keep-alive interval.
+    pub keep_alive_interval: Option<Duration>,
+    /// The certificate to serve; a fresh self-signed one (valid 14 days, for
+    /// localhost, 127.0.0.1 and ::1) when `None`.
+    pub identity: Option<Arc<Identity>>,
+}
+
+impl Default for EchoServerOptions {
+    fn default() -> Self {
+        EchoServerOptions {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            path: "/echo".into(),
+            max_sessions: None,
+            max_idle_timeout: Duration::from_secs(6),
+            keep_alive_interval: Some(Duration::from_secs(2)),
+            identity: None,
+        }
+    }
+}
+
+/// A running echo server. Dropping it stops it the way [`vanish`](Self::vanish) does.
+pub struct EchoServer {
+    runtime: Option<tokio::runtime::Runtime>,
+    endpoint: Arc<Endpoint<Server>>,
+    address: SocketAddr,
+    path: String,
+    identity: Arc<Identity>,
+    stop_accepting: Option<oneshot::Sender<()>>,
+    close_sessions: watch::Sender<u64>,
+    stats: Arc<Stats>,
+}
+
+#[derive(Default)]
+struct Stats {
+    accepted: AtomicUsize,
+    open: AtomicUsize,
+    streams: AtomicUsize,
+}
+
+impl EchoServer {
+    /// Starts a server on a runtime of its own.
+    pub fn start(options: EchoServerOptions) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("wtpool-echo-server")
+            .enable_all()
+            .build()?;
+        let identity = match options.identity.clone() {
+            Some(identity) => identity,
+            None => Arc::new(
+                Identity::self_signed(["localhost", "127.0.0.1", "::1"])
+                    .map_err(|e| std::io::Error::other(e.to_string()))?,
+            ),
+        };
+        let config = ServerConfig::builder()
+            .with_bind_address(options.bind)
+            .with_identity(identity.clone_identity())
+            .keep_alive_interval(options.keep_alive_interval)
+            .max_idle_timeout(Some(options.max_idle_timeout))
+            .map_err(|_| std::io::Error::other("invalid max_idle_timeout"))?
+            .build();
+        let endpoint = {
+            let _entered = runtime.enter();
+            Arc::new(Endpoint::server(config)?)
+        };
+        let address = endpoint.local_addr()?;
+        let (stop_accepting, stopped) = oneshot::channel();
+        let (close_sessions, _) = watch::channel(0);
+        let stats = Arc::new(Stats::default());
+        runtime.spawn(accept_loop(
+            endpoint.clone(),
+            stopped,
+            Policy {
+                path: options.path.clone(),
+                max_sessions: options.max_sessions,
+            },
+            close_sessions.clone(),
+            stats.clone(),
+        ));
+        Ok(EchoServer {
+            runtime: Some(runtime),
+            endpoint,
+            address,
+            path: options.path,
+            identity,
+            stop_accepting: Some(stop_accepting),
+            close_sessions,
+            stats,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// `https://<address>/<path>`, the URL of its echo service.
+    pub fn url(&self) -> Url {
+        let url = format!("https://{}{}", self.address, self.path);
+        Url::parse(&url).expect("an address and a path make a URL")
+    }
+
+    /// The SHA-256 hash of its certificate, for `ServerCertificate::Hashes`.
+    pub fn certificate_hash(&self) -> Sha256Digest {
+        self.identity.certificate_chain().as_slice()[0].hash()
+    }
+
+    /// Its identity, to start another server with the same certificate.
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity.clone()
+    }
+
+    /// Sessions accepted since it started.
+    pub fn sessions_accepted(&self) -> usize {
+        self.stats.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Sessions open now.
+    pub fn sessions_open(&self) -> usize {
+        self.stats.open.load(Ordering::SeqCst)
+    }
+
+    /// Streams accepted since it started.
+    pub fn streams_accepted(&self) -> usize {
+        self.stats.streams.load(Ordering::SeqCst)
+    }
+
+    /// Closes every open session (as a server that restarts its workers
+    /// would), and goes on accepting new ones.
+    pub fn close_sessions(&self) {
+        self.close_sessions
+            .send_modify(|generation| *generation += 1);
+    }
+
+    /// Stops accepting, closes every connection with a CONNECTION_CLOSE and
+    /// waits (at most a second) until the peers were told.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop_accepting.take() {
+            let _ = stop.send(());
+        }
+        let endpoint = self.endpoint.clone();
+        let runtime = self.runtime.as_ref().expect("running");
+        let told = runtime.spawn(async move {
+            endpoint.close(VarInt::from_u32(0), b"server stopping");
+            let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        });
+        let _ = told.await;
+        self.vanish_now();
+    }
+
+    /// Disappears without a word: its runtime and socket are gone and no
+    /// CONNECTION_CLOSE is sent, as when a host dies or a cable is cut. Peers
+    /// notice only when their idle timeout runs out.
+    pub fn vanish(mut self) {
+        self.vanish_now();
+    }
+
+    fn vanish_now(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.vanish_now();
+    }
+}
+
+/// Which sessions the server accepts.
+#[derive(Clone)]
+struct Policy {
+    path: String,
+    max_sessions: Option<usize>,
+}
+
+/// Accepts sessions until told to stop. The accept future is dropped before
+/// the endpoint is closed: a pending `accept()` panics once its endpoint closes.
+async fn accept_loop(
+    endpoint: Arc<Endpoint<Server>>,
+    mut stopped: oneshot::Receiver<()>,
+    policy: Policy,
+    close_sessions: watch::Sender<u64>,
+    stats: Arc<Stats>,
+) {
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            _ = &mut stopped => return,
+        };
+        tokio::spawn(serve_session(
+            incoming,
+            policy.clone(),
+            close_sessions.subscribe(),
+            stats.clone(),
+        ));
+    }
+}
+
+async fn serve_session(
+    incoming: IncomingSession,
+    policy: Policy,
+    mut close: watch::Receiver<u64>,
+    stats: Arc<Stats>,
+) {
+    let Ok(request) = incoming.await else { return };
+    if request.path() != policy.path {
+        request.not_found().await;
+        return;
+    }
+    if policy
+        .max_sessions
+        .is_some_and(|max| stats.open.load(Ordering::SeqCst) >= max)
+    {
+        request.too_many_requests().await;
+        return;
+    }
+    let Ok(session) = request.accept().await else {
+        return;
+    };
+    stats.accepted.fetch_add(1, Ordering::SeqCst);
+    stats.open.fetch_add(1, Ordering::SeqCst);
+    close.mark_unchanged();
+    loop {
+        tokio::select! {
+            stream = session.accept_bi() => match stream {
+                Ok(stream) => {
+                    stats.streams.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(echo(stream));
+                }
+                Err(_) => break,
+            },
+            _ = close.changed() => {
+                close_session(&session);
+                break;
+            }
+        }
+    }
+    stats.open.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn close_session(session: &Connection) {
+    session.close(VarInt::from_u32(0), b"closed by the server");
+}
+
+/// Sends back what arrives, until the peer finishes or resets the stream.
+async fn echo((mut send, mut recv): (wtransport::SendStream, wtransport::RecvStream)) {
+    let mut buffer = vec![0; 16 * 1024];
+    loop {
+        match recv.read(&mut buffer).await {
+            Ok(Some(n)) => {
+                if send.write_all(&buffer[..n]).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {
+                let _ = send.finish().await;
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}

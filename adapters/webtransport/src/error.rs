@@ -1,0 +1,135 @@
+//! The errors of the WebTransport pools, one for each way a session can fail
+//! to come about.
+
+use std::time::Duration;
+
+use wtransport::error::{ConnectingError, ConnectionError, StreamOpeningError};
+
+/// Why a WebTransport session or stream could not be had, or a pool not made.
+#[derive(Debug, thiserror::Error)]
+pub enum WebTransportError {
+    /// A pool setting cannot work (a `max_size` of 0, say).
+    #[error("invalid pool setting: {0}")]
+    Config(#[source] wtpool::ConfigError),
+    /// The URL cannot be used for WebTransport.
+    #[error("invalid WebTransport URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The idle timeout cannot be expressed in QUIC.
+    #[error("invalid QUIC idle timeout {0:?}")]
+    InvalidIdleTimeout(Option<Duration>),
+    /// The client endpoint (its UDP socket) could not be set up.
+    #[error("could not set up the client endpoint: {0}")]
+    Endpoint(#[source] std::io::Error),
+    /// The host name of the URL does not resolve.
+    #[error("cannot resolve the host of {url}: {reason}")]
+    Resolve {
+        /// The URL.
+        url: String,
+        /// What the resolver said.
+        reason: String,
+    },
+    /// Nothing answered at the server's address before the QUIC idle timeout.
+    #[error("no WebTransport server answered at {url} (QUIC handshake timed out)")]
+    Unreachable {
+        /// The URL.
+        url: String,
+    },
+    /// The TLS handshake failed: the certificate was refused (not trusted,
+    /// wrong name, wrong pinned hash) or the peers share no cipher or protocol.
+    #[error("TLS handshake with {url} failed: {source}")]
+    Tls {
+        /// The URL.
+        url: String,
+        /// What QUIC reported.
+        #[source]
+        source: ConnectionError,
+    },
+    /// The server answered the WebTransport request with an error status
+    /// (404 Not Found, 429 Too Many Requests, 403 Forbidden…).
+    #[error("the server at {url} refused the WebTransport session (HTTP error status)")]
+    SessionRejected {
+        /// The URL.
+        url: String,
+    },
+    /// The connection was closed during the handshake: for instance a server
+    /// that speaks another WebTransport draft ("h3_settings validate invalid").
+    #[error("the connection to {url} failed during the handshake: {source}")]
+    Handshake {
+        /// The URL.
+        url: String,
+        /// What QUIC or HTTP/3 reported.
+        #[source]
+        source: ConnectionError,
+    },
+    /// Another connect failure.
+    #[error("connecting to {url} failed: {source}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// What wtransport reported.
+        #[source]
+        source: ConnectingError,
+    },
+    /// The session the stream pool opens streams on is closed.
+    #[error("the session is closed: {0}")]
+    SessionClosed(#[source] ConnectionError),
+    /// The peer refused a new stream.
+    #[error("could not open a stream: {0}")]
+    StreamOpen(#[source] StreamOpeningError),
+    /// wtransport needs a tokio runtime, and none was there.
+    #[error(
+        "no tokio runtime to run wtransport on: call this inside a tokio runtime, or use wtpool-smol"
+    )]
+    NoIoRuntime,
+    /// The background task running a handshake ended without a result (its runtime shut down).
+    #[error("the background handshake task ended without a result")]
+    IoTaskLost,
+}
+
+impl WebTransportError {
+    /// Sorts a connect failure into the error a user can act on.
+    pub(crate) fn from_connecting(url: &str, error: ConnectingError) -> Self {
+        let url = url.to_owned();
+        match error {
+            ConnectingError::InvalidUrl(reason) => WebTransportError::InvalidUrl { url, reason },
+            ConnectingError::DnsLookup(error) => WebTransportError::Resolve {
+                url,
+                reason: error.to_string(),
+            },
+            ConnectingError::DnsNotFound => WebTransportError::Resolve {
+                url,
+                reason: "no address found".into(),
+            },
+            ConnectingError::SessionRejected => WebTransportError::SessionRejected { url },
+            ConnectingError::ConnectionError(ConnectionError::TimedOut) => {
+                WebTransportError::Unreachable { url }
+            }
+            ConnectingError::ConnectionError(source) if is_tls_failure(&source) => {
+                WebTransportError::Tls { url, source }
+            }
+            ConnectingError::ConnectionError(source) => {
+                WebTransportError::Handshake { url, source }
+            }
+            source => WebTransportError::Connect { url, source },
+        }
+    }
+}
+
+/// Whether QUIC closed the connection with a TLS alert (a CRYPTO_ERROR,
+/// transport error codes 0x100 to 0x1ff). wtransport does not expose the
+/// code itself, only in the text: "... (code: N)" for a local error, and
+/// "the cryptographic handshake failed" for one the peer sent.
+fn is_tls_failure(error: &ConnectionError) -> bool {
+    let text = error.to_string();
+    let code = text
+        .rsplit_once("(code: ")
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .and_then(|n| n.parse::<u64>().ok());
+    code.is_some_and(|c| (0x100..0x200).contains(&c))
+        || text.contains("cryptographic handshake failed")
+}

@@ -1,0 +1,47 @@
+//! Where wtransport's I/O runs: it needs a tokio runtime with I/O and timers.
+
+use std::future::Future;
+
+use tokio::runtime::Handle;
+
+use crate::WebTransportError;
+
+/// A [`wtpool::Runtime`] that can also say which tokio runtime wtransport's
+/// endpoints and handshakes run on. `wtpool-tokio` answers with its own
+/// runtime; `wtpool-smol` with a small background tokio runtime it owns.
+pub trait TransportRuntime: wtpool::Runtime + Default {
+    /// The tokio runtime for endpoint creation and `connect()`, used when the
+    /// caller is not already running inside a tokio runtime.
+    fn io_handle(&self) -> Option<Handle>;
+}
+
+/// Runs `make` (which creates an endpoint) inside a tokio runtime context.
+pub(crate) fn enter<T>(
+    io: Option<&Handle>,
+    make: impl FnOnce() -> T,
+) -> Result<T, WebTransportError> {
+    if Handle::try_current().is_ok() {
+        return Ok(make());
+    }
+    let handle = io.ok_or(WebTransportError::NoIoRuntime)?;
+    let _entered = handle.enter();
+    Ok(make())
+}
+
+/// Runs `future` (a handshake) where tokio I/O works: in place when already on
+/// a tokio runtime, else spawned on `io` and awaited from any executor. If the
+/// caller stops waiting, the spawned handshake finishes and its result is
+/// dropped (which closes a connection it made).
+pub(crate) async fn run<T: Send + 'static>(
+    io: Option<&Handle>,
+    future: impl Future<Output = T> + Send + 'static,
+) -> Result<T, WebTransportError> {
+    if Handle::try_current().is_ok() {
+        return Ok(future.await);
+    }
+    let handle = io.ok_or(WebTransportError::NoIoRuntime)?;
+    handle
+        .spawn(future)
+        .await
+        .map_err(|_| WebTransportError::IoTaskLost)
+}

@@ -1,0 +1,266 @@
+//! Pools of WebTransport sessions: [`ConnectionPool`] and [`SessionPool`].
+//!
+//! In wtransport one QUIC connection carries exactly one WebTransport
+//! session, so both pool the same object, a [`wtransport::Connection`]. They
+//! differ in who owns the client endpoint (the UDP socket and its settings):
+//! a `ConnectionPool` makes its own from a `ClientConfig` and a host, port and
+//! path; a `SessionPool` uses an endpoint the caller already has (and may
+//! share between pools, one socket for many servers) and a full URL.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use tokio::runtime::Handle;
+use url::Url;
+use wtransport::endpoint::endpoint_side::Client;
+use wtransport::{ClientConfig, Connection, Endpoint, VarInt};
+
+use crate::{Builder, ClientOptions, TransportRuntime, WebTransportError, io};
+
+/// A client endpoint, shareable between pools.
+pub type ClientEndpoint = Arc<Endpoint<Client>>;
+
+/// Makes a client endpoint from `options`, on the runtime wtransport needs
+/// (see [`TransportRuntime`]).
+pub fn client_endpoint<R: TransportRuntime>(
+    options: &ClientOptions,
+) -> Result<ClientEndpoint, WebTransportError> {
+    let config = options.build()?;
+    endpoint_from(R::default().io_handle().as_ref(), config)
+}
+
+fn endpoint_from(
+    io: Option<&Handle>,
+    config: ClientConfig,
+) -> Result<ClientEndpoint, WebTransportError> {
+    io::enter(io, || Endpoint::client(config))?
+        .map(Arc::new)
+        .map_err(WebTransportError::Endpoint)
+}
+
+/// Makes WebTransport sessions to one URL from one client endpoint.
+pub struct SessionFactory {
+    endpoint: Arc<Endpoint<Client>>,
+    url: Url,
+    io: Option<Handle>,
+}
+
+impl SessionFactory {
+    fn new<R: TransportRuntime>(
+        endpoint: Arc<Endpoint<Client>>,
+        url: Url,
+    ) -> Result<Self, WebTransportError> {
+        check_url(&url)?;
+        Ok(SessionFactory {
+            endpoint,
+            url,
+            io: R::default().io_handle(),
+        })
+    }
+
+    /// The URL sessions are made to.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The client endpoint sessions are made from.
+    pub fn endpoint(&self) -> &Arc<Endpoint<Client>> {
+        &self.endpoint
+    }
+}
+
+impl wtpool::Factory for SessionFactory {
+    type Object = Connection;
+    type Error = WebTransportError;
+
+    async fn create(&self) -> Result<Connection, WebTransportError> {
+        let endpoint = self.endpoint.clone();
+        let url = self.url.to_string();
+        io::run(self.io.as_ref(), async move { endpoint.connect(url).await })
+            .await?
+            .map_err(|error| WebTransportError::from_connecting(self.url.as_str(), error))
+    }
+
+    /// A session is alive until its QUIC connection has a close reason:
+    /// closed by either side, or timed out.
+    fn is_alive(&self, session: &Connection) -> bool {
+        session.quic_connection().close_reason().is_none()
+    }
+
+    async fn close(&self, session: Connection) -> Result<(), WebTransportError> {
+        session.close(VarInt::from_u32(0), b"closed by the pool");
+        Ok(())
+    }
+}
+
+/// A URL WebTransport can use: `https`, with a host.
+fn check_url(url: &Url) -> Result<(), WebTransportError> {
+    let reason = if url.scheme() != "https" {
+        format!("the scheme must be https, not {:?}", url.scheme())
+    } else if url.host().is_none() {
+        "it has no host".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(WebTransportError::InvalidUrl {
+        url: url.to_string(),
+        reason,
+    })
+}
+
+/// The builder of a [`SessionPool`].
+pub type SessionPoolBuilder<R> = Builder<SessionFactory, R, SessionPool<R>>;
+/// The builder of a [`ConnectionPool`].
+pub type ConnectionPoolBuilder<R> = Builder<SessionFactory, R, ConnectionPool<R>>;
+
+/// A pool of WebTransport sessions to one URL, made from a client endpoint
+/// the caller owns and may share.
+///
+/// It derefs to [`wtpool::Pool`], which has `acquire`, `release`, `get`,
+/// `close`, `status` and the rest. A session closed by either side, or timed
+/// out, is never handed out, and its slot is freed at once.
+pub struct SessionPool<R: TransportRuntime> {
+    pool: wtpool::Pool<SessionFactory, R>,
+}
+
+impl<R: TransportRuntime> SessionPool<R> {
+    /// A pool of at most `max_size` sessions to `url` (which must be https)
+    /// from `client`, with the WebTransport defaults of [`Builder`].
+    pub fn new(
+        client: Arc<Endpoint<Client>>,
+        url: Url,
+        max_size: usize,
+    ) -> Result<Self, WebTransportError> {
+        Self::builder(client, url, max_size)?.build()
+    }
+
+    /// A builder, to change the engine's options before the pool is made.
+    pub fn builder(
+        client: Arc<Endpoint<Client>>,
+        url: Url,
+        max_size: usize,
+    ) -> Result<SessionPoolBuilder<R>, WebTransportError> {
+        let factory = SessionFactory::new::<R>(client, url)?;
+        Ok(Builder::new(factory, max_size, |pool| SessionPool { pool }))
+    }
+}
+
+impl<R: TransportRuntime> Deref for SessionPool<R> {
+    type Target = wtpool::Pool<SessionFactory, R>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.pool
+    }
+}
+
+impl<R: TransportRuntime> Clone for SessionPool<R> {
+    fn clone(&self) -> Self {
+        SessionPool {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// A pool of WebTransport connections to `https://host:port/path`, from a
+/// client endpoint the pool makes and owns.
+///
+/// It derefs to [`wtpool::Pool`], which has `acquire`, `release`, `get`,
+/// `close`, `status` and the rest.
+pub struct ConnectionPool<R: TransportRuntime> {
+    pool: wtpool::Pool<SessionFactory, R>,
+}
+
+impl<R: TransportRuntime> ConnectionPool<R> {
+    /// A pool of at most `max_size` connections to `https://host:port/path`
+    /// (an empty path is "/"), from an endpoint made with `config`.
+    ///
+    /// `config` is used as given: build it with
+    /// [`ClientOptions`](crate::ClientOptions) for keep-alive and idle-timeout
+    /// settings fit for pooling.
+    pub fn new(
+        config: ClientConfig,
+        host: &str,
+        port: u16,
+        path: &str,
+        max_size: usize,
+    ) -> Result<Self, WebTransportError> {
+        Self::builder(config, host, port, path, max_size)?.build()
+    }
+
+    /// A builder, to change the engine's options before the pool is made.
+    pub fn builder(
+        config: ClientConfig,
+        host: &str,
+        port: u16,
+        path: &str,
+        max_size: usize,
+    ) -> Result<ConnectionPoolBuilder<R>, WebTransportError> {
+        let url = url_of(host, port, path)?;
+        let io = R::default().io_handle();
+        let endpoint = io::enter(io.as_ref(), || Endpoint::client(config))?
+            .map_err(WebTransportError::Endpoint)?;
+        let factory = SessionFactory::new::<R>(Arc::new(endpoint), url)?;
+        Ok(Builder::new(factory, max_size, |pool| ConnectionPool {
+            pool,
+        }))
+    }
+}
+
+/// `https://host:port/path`, with an IPv6 host in brackets.
+fn url_of(host: &str, port: u16, path: &str) -> Result<Url, WebTransportError> {
+    let given = format!("host {host:?}, port {port}, path {path:?}");
+    let invalid = |reason: String| WebTransportError::InvalidUrl {
+        url: given.clone(),
+        reason,
+    };
+    if host.is_empty() {
+        return Err(invalid("the host is empty".into()));
+    }
+    let host = if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let path = path.strip_prefix('/').unwrap_or(path);
+    Url::parse(&format!("https://{host}:{port}/{path}")).map_err(|e| invalid(e.to_string()))
+}
+
+impl<R: TransportRuntime> Deref for ConnectionPool<R> {
+    type Target = wtpool::Pool<SessionFactory, R>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.pool
+    }
+}
+
+impl<R: TransportRuntime> Clone for ConnectionPool<R> {
+    fn clone(&self) -> Self {
+        ConnectionPool {
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_built_and_checked() {
+        assert_eq!(
+            url_of("localhost", 4433, "").unwrap().as_str(),
+            "https://localhost:4433/"
+        );
+        assert_eq!(
+            url_of("::1", 4433, "/echo").unwrap().as_str(),
+            "https://[::1]:4433/echo"
+        );
+        assert!(matches!(
+            url_of("", 1, "/"),
+            Err(WebTransportError::InvalidUrl { .. })
+        ));
+        let http = Url::parse("http://localhost/").unwrap();
+        let error = check_url(&http).unwrap_err().to_string();
+        assert!(error.contains("scheme must be https"), "{error}");
+    }
+}
