@@ -16,8 +16,15 @@ pub struct Builder<F, R> {
     runtime: R,
     limits: Limits,
     max_creating: Option<usize>,
+    timing: Timing,
+}
+
+/// The driver's own time settings (the machine's are in its `Limits`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Timing {
     pub(crate) wait_timeout: Option<Duration>,
     pub(crate) create_timeout: Option<Duration>,
+    pub(crate) idle_check_interval: Option<Duration>,
 }
 
 /// The `max_size` of a pool whose builder was not given one.
@@ -31,8 +38,7 @@ impl<F: Factory, R: Runtime> Builder<F, R> {
             runtime,
             limits: Limits::new(DEFAULT_MAX_SIZE),
             max_creating: None,
-            wait_timeout: None,
-            create_timeout: None,
+            timing: Timing::default(),
         }
     }
 
@@ -60,14 +66,24 @@ impl<F: Factory, R: Runtime> Builder<F, R> {
     /// How long [`acquire`](Pool::acquire) may take in all before it fails
     /// with a wait timeout.
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
-        self.wait_timeout = Some(timeout);
+        self.timing.wait_timeout = Some(timeout);
         self
     }
 
     /// How long one creation may take; one that takes longer fails the
     /// waiter it was meant for with a create timeout.
     pub fn create_timeout(mut self, timeout: Duration) -> Self {
-        self.create_timeout = Some(timeout);
+        self.timing.create_timeout = Some(timeout);
+        self
+    }
+
+    /// Every `interval`, idle objects are checked with
+    /// [`Factory::is_alive`] and dead ones closed, their slots freed (and
+    /// `min_idle` refilled), so that an object that died while idle does not
+    /// hold a slot until someone asks for it. Off by default: idle objects are
+    /// otherwise checked only at checkout.
+    pub fn idle_check_interval(mut self, interval: Duration) -> Self {
+        self.timing.idle_check_interval = Some(interval);
         self
     }
 
@@ -85,26 +101,22 @@ impl<F: Factory, R: Runtime> Builder<F, R> {
         self
     }
 
-    /// Checks the settings and makes the pool. With `min_idle` or a time
-    /// option set, this spawns the pool's upkeep task on the runtime.
+    /// Checks the settings and makes the pool. With `min_idle`,
+    /// `idle_timeout`, `max_lifetime` or `idle_check_interval` set, this
+    /// spawns the pool's upkeep task on the runtime.
     pub fn build(mut self) -> Result<Pool<F, R>, ConfigError> {
         if let Some(max_creating) = self.max_creating {
             self.limits.max_creating = max_creating;
         }
         for (name, value) in [
-            ("wait_timeout", self.wait_timeout),
-            ("create_timeout", self.create_timeout),
+            ("wait_timeout", self.timing.wait_timeout),
+            ("create_timeout", self.timing.create_timeout),
+            ("idle_check_interval", self.timing.idle_check_interval),
         ] {
             if value == Some(Duration::ZERO) {
                 return Err(ConfigError::ZeroDuration(name));
             }
         }
-        Pool::from_parts(
-            self.factory,
-            self.runtime,
-            self.limits,
-            self.wait_timeout,
-            self.create_timeout,
-        )
+        Pool::from_parts(self.factory, self.runtime, self.limits, self.timing)
     }
 }

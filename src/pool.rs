@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 use futures::future::{Either, join_all, select};
 
+use crate::builder::Timing;
 use crate::error::{CloseErrors, ConfigError, PoolError, TimeoutKind};
 use crate::machine::{
     Acquire, Action, Checkout, Counters, CreateTicket, Failure, Limits, ObjectMeta, PoolState,
@@ -61,8 +62,7 @@ pub(crate) struct Inner<F: Factory, R: Runtime> {
     locked: Mutex<Locked<F>>,
     factory: F,
     runtime: R,
-    wait_timeout: Option<Duration>,
-    create_timeout: Option<Duration>,
+    timing: Timing,
     /// Whether the upkeep task runs (with `min_idle` or a time option).
     upkeep: bool,
     /// Wakes the upkeep task when the machine's next deadline comes earlier
@@ -117,20 +117,22 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
         factory: F,
         runtime: R,
         limits: Limits,
-        wait_timeout: Option<Duration>,
-        create_timeout: Option<Duration>,
+        timing: Timing,
     ) -> Result<Self, ConfigError> {
         let upkeep_tick = [
             limits.idle_timeout,
             limits.max_lifetime,
+            timing.idle_check_interval,
             Some(Duration::from_secs(1)),
         ]
         .into_iter()
         .flatten()
         .min()
         .expect("one is always there");
-        let upkeep =
-            limits.min_idle > 0 || limits.idle_timeout.is_some() || limits.max_lifetime.is_some();
+        let upkeep = limits.min_idle > 0
+            || limits.idle_timeout.is_some()
+            || limits.max_lifetime.is_some()
+            || timing.idle_check_interval.is_some();
         let inner = Arc::new(Inner {
             locked: Mutex::new(Locked {
                 machine: PoolState::new(limits)?,
@@ -138,8 +140,7 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
             }),
             factory,
             runtime,
-            wait_timeout,
-            create_timeout,
+            timing,
             upkeep,
             upkeep_wake: Event::new(),
         });
@@ -150,6 +151,7 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
                 Arc::downgrade(&inner),
                 inner.runtime.clone(),
                 upkeep_tick,
+                timing.idle_check_interval,
             ));
         }
         Ok(Pool { inner })
@@ -179,7 +181,7 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
             inner,
             waiter: Some(waiter),
         };
-        let served = match timeout(&inner.runtime, inner.wait_timeout, &mut wait).await {
+        let served = match timeout(&inner.runtime, inner.timing.wait_timeout, &mut wait).await {
             Some(served) => served,
             None => wait.give_up(),
         };
@@ -341,7 +343,7 @@ impl<F: Factory, R: Runtime> Inner<F, R> {
         self.runtime.spawn(async move {
             let result = match timeout(
                 &creation.inner.runtime,
-                creation.inner.create_timeout,
+                creation.inner.timing.create_timeout,
                 creation.inner.factory.create(),
             )
             .await
@@ -513,11 +515,18 @@ async fn timeout<R: Runtime, T>(
     }
 }
 
-/// The pool's upkeep: reaps idle and old objects and resumes a paused
-/// `min_idle` refill, at each deadline the machine names (woken early when a
+/// The pool's upkeep: reaps idle and old objects, resumes a paused
+/// `min_idle` refill and, with an `idle_check_interval`, closes idle objects
+/// that died. It wakes at each deadline the machine names (early when a
 /// deadline comes earlier), and at least every `tick`. It holds the pool
 /// weakly and ends once the pool is dropped or closed.
-async fn upkeep_loop<F: Factory, R: Runtime>(pool: Weak<Inner<F, R>>, runtime: R, tick: Duration) {
+async fn upkeep_loop<F: Factory, R: Runtime>(
+    pool: Weak<Inner<F, R>>,
+    runtime: R,
+    tick: Duration,
+    idle_check_interval: Option<Duration>,
+) {
+    let mut next_idle_check = idle_check_interval.map(|interval| Instant::now() + interval);
     loop {
         let (pause, woken) = {
             let Some(inner) = pool.upgrade() else { return };
@@ -530,9 +539,18 @@ async fn upkeep_loop<F: Factory, R: Runtime>(pool: Weak<Inner<F, R>>, runtime: R
                     return;
                 }
                 locked.machine.handle_timeout(now);
-                let pause = locked
-                    .machine
-                    .poll_timeout()
+                if let (Some(interval), Some(at)) = (idle_check_interval, next_idle_check)
+                    && at <= now
+                {
+                    locked
+                        .machine
+                        .evict_dead(|object| inner.factory.is_alive(object));
+                    next_idle_check = Some(now + interval);
+                }
+                let pause = [locked.machine.poll_timeout(), next_idle_check]
+                    .into_iter()
+                    .flatten()
+                    .min()
                     .map_or(tick, |at| at.saturating_duration_since(now).min(tick))
                     .max(Duration::from_millis(1));
                 // Set under the same lock as the deadline was read: an input

@@ -57,7 +57,7 @@
 //! waiters (a dead or expired idle object is skipped once and never again).
 //! `handle_timeout` reaps idle-timed-out objects in O(1) each; the max-lifetime
 //! sweep is O(idle) and runs only when the earliest lifetime deadline of an
-//! idle object has passed. `retain` is O(idle).
+//! idle object has passed. `retain` and `evict_dead` are O(idle).
 
 mod waiters;
 
@@ -234,7 +234,8 @@ pub enum WaitPoll<T, E> {
 /// Why an object leaves the pool through [`Action::Close`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
-    /// Found dead at checkout, or given back dead.
+    /// Found dead at checkout, given back dead, or found dead while idle by
+    /// [`evict_dead`](PoolState::evict_dead).
     Dead,
     /// Idle longer than `idle_timeout`.
     IdleTimeout,
@@ -468,8 +469,8 @@ impl<T, E, W> PoolState<T, E, W> {
     }
 
     /// Withdraws a waiter (its future was dropped, or it timed out). If it had
-    /// been served an object meanwhile, that object goes to the next waiter,
-    /// or back to the idle list: nothing is lost.
+    /// been served an object meanwhile, that object is given back at `now`: to
+    /// the next waiter, or to the idle list. Nothing is lost.
     pub fn cancel_waiter(
         &mut self,
         waiter: WaiterId,
@@ -481,7 +482,13 @@ impl<T, E, W> PoolState<T, E, W> {
         match self.waiters.take(waiter.key) {
             Some(Taken::Served(Ok(checkout))) => {
                 self.in_use -= 1;
-                self.put_back(checkout.object, checkout.meta, now);
+                // Given back now, as a borrower would: its `last_used` is now,
+                // so the idle list stays least recently used first.
+                let meta = ObjectMeta {
+                    last_used: now,
+                    ..checkout.meta
+                };
+                self.put_back(checkout.object, meta, now);
                 self.start_creations();
             }
             // A waiter that leaves may leave a creation without a taker: it
@@ -659,7 +666,23 @@ impl<T, E, W> PoolState<T, E, W> {
     }
 
     /// Closes every idle object for which `keep` says false; returns how many.
-    pub fn retain(&mut self, mut keep: impl FnMut(&T, &ObjectMeta) -> bool) -> usize {
+    pub fn retain(&mut self, keep: impl FnMut(&T, &ObjectMeta) -> bool) -> usize {
+        self.sweep_idle(keep, CloseReason::Retain)
+    }
+
+    /// Closes every idle object that `is_alive` finds dead (a health check
+    /// of the idle list, so that a dead object's slot is freed before anyone
+    /// asks for it); returns how many.
+    pub fn evict_dead(&mut self, mut is_alive: impl FnMut(&T) -> bool) -> usize {
+        self.sweep_idle(|object, _| is_alive(object), CloseReason::Dead)
+    }
+
+    /// Closes the idle objects `keep` refuses, keeping the others in order.
+    fn sweep_idle(
+        &mut self,
+        mut keep: impl FnMut(&T, &ObjectMeta) -> bool,
+        reason: CloseReason,
+    ) -> usize {
         let idle = std::mem::take(&mut self.idle);
         self.next_lifetime_sweep = None;
         let mut removed = 0;
@@ -668,7 +691,7 @@ impl<T, E, W> PoolState<T, E, W> {
                 self.push_idle(object, meta);
             } else {
                 removed += 1;
-                self.close_object(object, meta, CloseReason::Retain);
+                self.close_object(object, meta, reason);
             }
         }
         self.start_creations();

@@ -12,11 +12,15 @@ use crate::{TransportRuntime, WebTransportError};
 pub const DEFAULT_MAX_CREATING: usize = 16;
 /// How long one creation (a handshake, or opening a stream) may take by default.
 pub const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often idle sessions and streams are checked by default: one that died
+/// while idle (closed by the peer, timed out) frees its slot within this time.
+pub const DEFAULT_IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Settings of a WebTransport pool: the engine's options (see
 /// [`wtpool::Builder`]) with WebTransport defaults: at most
-/// [`DEFAULT_MAX_CREATING`] creations at once and a create timeout of
-/// [`DEFAULT_CREATE_TIMEOUT`].
+/// [`DEFAULT_MAX_CREATING`] creations at once, a create timeout of
+/// [`DEFAULT_CREATE_TIMEOUT`], and idle objects checked for life every
+/// [`DEFAULT_IDLE_CHECK_INTERVAL`].
 pub struct Builder<F: Factory, R: TransportRuntime, P> {
     options: wtpool::Builder<F, R>,
     finish: fn(wtpool::Pool<F, R>) -> P,
@@ -27,7 +31,8 @@ impl<F: Factory, R: TransportRuntime, P> Builder<F, R, P> {
         let options = wtpool::Builder::new(factory, R::default())
             .max_size(max_size)
             .max_creating(DEFAULT_MAX_CREATING)
-            .create_timeout(DEFAULT_CREATE_TIMEOUT);
+            .create_timeout(DEFAULT_CREATE_TIMEOUT)
+            .idle_check_interval(DEFAULT_IDLE_CHECK_INTERVAL);
         Builder { options, finish }
     }
 

@@ -25,7 +25,9 @@ mod io;
 mod session;
 mod stream;
 
-pub use builder::{Builder, DEFAULT_CREATE_TIMEOUT, DEFAULT_MAX_CREATING};
+pub use builder::{
+    Builder, DEFAULT_CREATE_TIMEOUT, DEFAULT_IDLE_CHECK_INTERVAL, DEFAULT_MAX_CREATING,
+};
 pub use config::{
     ClientOptions, DEFAULT_KEEP_ALIVE_INTERVAL, DEFAULT_MAX_IDLE_TIMEOUT, ServerCertificate,
 };

@@ -22,13 +22,23 @@ use crate::{Builder, TransportRuntime, WebTransportError};
 /// A bidirectional stream with both halves, as the [`StreamPool`] hands it out.
 ///
 /// Its I/O methods and its `AsyncRead`/`AsyncWrite` implementations (tokio's
-/// and futures'), keep track of whether it can be used again.
+/// and futures') keep track of whether it can carry another message: not
+/// after it was finished, reset or stopped, not after the peer finished it,
+/// not after an I/O call failed, and not after an I/O call was cancelled
+/// halfway (a half-written message would run into the next borrower's).
+///
+/// With the poll-based traits, a call that returned (say, a partial write)
+/// counts as complete: if your own framing stops halfway through a message,
+/// [`discard`](wtpool::Pooled::discard) the stream.
 #[derive(Debug)]
 pub struct Stream {
     send: SendStream,
     recv: RecvStream,
-    /// Set once the stream cannot carry another message.
+    /// Finished, reset, stopped, ended by the peer, or failed.
     spent: bool,
+    /// An I/O call started and has not completed (its future was dropped, or
+    /// a poll returned `Pending` last).
+    interrupted: bool,
 }
 
 impl Stream {
@@ -37,13 +47,13 @@ impl Stream {
             send,
             recv,
             spent: false,
+            interrupted: false,
         }
     }
 
-    /// Whether the stream can still be used: not finished, reset or stopped
-    /// by its borrower, not finished by the peer, and no I/O call on it failed.
+    /// Whether the stream can carry another message (see the type's docs).
     pub fn is_reusable(&self) -> bool {
-        !self.spent
+        !self.spent && !self.interrupted
     }
 
     /// The id of the sending half.
@@ -51,39 +61,56 @@ impl Stream {
         self.send.id()
     }
 
-    fn spend_on<T, E>(&mut self, result: Result<T, E>) -> Result<T, E> {
+    /// Records that an I/O call completed with `result`.
+    fn completed<T, E>(&mut self, result: Result<T, E>) -> Result<T, E> {
+        self.interrupted = false;
         if result.is_err() {
             self.spent = true;
         }
         result
     }
 
+    /// Records a poll of an I/O call.
+    fn polled<T>(&mut self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Pending => {
+                self.interrupted = true;
+                Poll::Pending
+            }
+            Poll::Ready(result) => Poll::Ready(self.completed(result)),
+        }
+    }
+
     /// Writes all of `buf`.
     pub async fn write_all(&mut self, buf: &[u8]) -> Result<(), StreamWriteError> {
+        self.interrupted = true;
         let result = self.send.write_all(buf).await;
-        self.spend_on(result)
+        self.completed(result)
     }
 
     /// Writes some of `buf`; returns how much.
     pub async fn write(&mut self, buf: &[u8]) -> Result<usize, StreamWriteError> {
+        self.interrupted = true;
         let result = self.send.write(buf).await;
-        self.spend_on(result)
+        self.completed(result)
     }
 
     /// Reads into `buf`; `None` once the peer finished the stream (which then
     /// is not pooled again).
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, StreamReadError> {
+        self.interrupted = true;
         let result = self.recv.read(buf).await;
         if matches!(result, Ok(None)) {
             self.spent = true;
         }
-        self.spend_on(result)
+        self.completed(result)
     }
 
     /// Fills `buf` exactly.
     pub async fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), StreamReadExactError> {
+        self.interrupted = true;
         let result = self.recv.read_exact(buf).await;
-        self.spend_on(result)
+        self.completed(result)
     }
 
     /// Finishes the sending half; the stream is then not pooled again.
@@ -117,13 +144,13 @@ impl tokio::io::AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = ready!(Pin::new(&mut self.send).poll_write(cx, buf));
-        Poll::Ready(self.spend_on(result))
+        let poll = Pin::new(&mut self.send).poll_write(cx, buf);
+        self.polled(poll)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = ready!(Pin::new(&mut self.send).poll_flush(cx));
-        Poll::Ready(self.spend_on(result))
+        let poll = Pin::new(&mut self.send).poll_flush(cx);
+        self.polled(poll)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -139,12 +166,15 @@ impl tokio::io::AsyncRead for Stream {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let result = ready!(Pin::new(&mut self.recv).poll_read(cx, buf));
-        if result.is_ok() && buf.filled().len() == before && buf.remaining() > 0 {
+        let poll = Pin::new(&mut self.recv).poll_read(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(())))
+            && buf.filled().len() == before
+            && buf.remaining() > 0
+        {
             // The peer finished the stream.
             self.spent = true;
         }
-        Poll::Ready(self.spend_on(result))
+        self.polled(poll)
     }
 }
 
@@ -214,7 +244,7 @@ impl wtpool::Factory for StreamFactory {
 
     /// Finishes the stream, so that the peer sees its end.
     async fn close(&self, mut stream: Stream) -> Result<(), WebTransportError> {
-        if !stream.spent {
+        if stream.is_reusable() {
             // A finish that fails means the stream is already gone: nothing left to close.
             let _ = stream.send.finish().await;
         }

@@ -1,0 +1,1259 @@
+//! Integration tests of the WebTransport pools (`SessionPool`,
+//! `ConnectionPool`, `StreamPool`) against a real wtransport server on
+//! loopback, on both runtimes.
+//!
+//! Every scenario is written once, as an `async fn` generic over the runtime,
+//! and the `scenarios!` macro at the bottom expands it into two tests:
+//! `on_tokio::<name>` (a multi-thread tokio runtime with 2 workers) and
+//! `on_smol::<name>` (`smol::block_on`). The smol side never touches tokio:
+//! wtpool-smol runs wtransport's handshakes on a background runtime it owns.
+//!
+//! The server is the crate's `EchoServer`, which runs on a tokio runtime of
+//! its own; a few stream cases that an echo cannot play (a peer that finishes
+//! or resets its half, or stops ours) use `QuirkyServer` below, which also
+//! runs on a runtime of its own. Every server binds 127.0.0.1 and every client
+//! endpoint 127.0.0.1:0; certificates are pinned by their hash.
+//!
+//! Transport timeouts are short (idle timeout 1 s, keep-alive 300 ms) so that
+//! a dead peer is noticed within a second or two. The tests wait for a state
+//! (`wait_until`, patient up to 5 s) rather than for a time, assert order and
+//! state, and bound elapsed time only where the behaviour is about time, with
+//! generous margins. Each scenario fails if it runs longer than 20 s.
+//!
+//! The scenarios whose doc starts with "Regression:" once failed; each names
+//! the bug it caught.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::{Either, join_all, select};
+use url::Url;
+use wtpool::{ConfigError, Factory, Pool, PoolError, Status, TimeoutKind};
+use wtpool_smol::Smol;
+use wtpool_tokio::Tokio;
+use wtpool_webtransport::echo::{EchoServer, EchoServerOptions};
+use wtpool_webtransport::{
+    ClientEndpoint, ClientOptions, ConnectionPool, DEFAULT_CREATE_TIMEOUT, DEFAULT_MAX_CREATING,
+    SessionFactory, SessionPool, Stream, StreamPool, TransportRuntime, WebTransportError,
+    client_endpoint,
+};
+use wtransport::tls::Sha256Digest;
+use wtransport::{Connection, Identity, VarInt};
+
+// ----- the harness -----
+
+/// What `SessionPool` and `ConnectionPool` deref to.
+type Sessions<R> = Pool<SessionFactory, R>;
+type Error = PoolError<WebTransportError>;
+
+/// How long a `wait_until` waits for a state before failing the test.
+const PATIENCE: Duration = Duration::from_secs(5);
+/// How long a whole scenario may run before it is declared hung.
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(20);
+/// The QUIC idle timeout of the clients and the servers.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The keep-alive interval of the clients and the servers.
+const KEEP_ALIVE: Duration = Duration::from_millis(300);
+/// The create timeout of the pools that talk to a good server.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A short create timeout, for the pools that talk to nobody.
+const SHORT_CREATE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a QUIC handshake with nobody waits: at least three probe
+/// timeouts (RFC 9000, 10.1), 3 s with the initial RTT estimate, however
+/// short the idle timeout.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Slack on top of a timeout before a failure counts as late.
+const MARGIN: Duration = Duration::from_secs(4);
+
+/// A runtime the scenarios run on: the pools' runtime, plus a way for the
+/// test itself to spawn tasks.
+trait TestRuntime: TransportRuntime {
+    fn spawn_task<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T>;
+}
+
+/// A spawned test task. Awaiting it gives its output (a panic in it is
+/// resumed here); dropping it cancels it, on both runtimes.
+enum Task<T> {
+    Tokio(tokio::task::JoinHandle<T>),
+    Smol(smol::Task<T>),
+}
+
+impl<T> Future for Task<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.get_mut() {
+            Task::Tokio(handle) => match Pin::new(handle).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(output)) => Poll::Ready(output),
+                Poll::Ready(Err(error)) if error.is_panic() => resume_unwind(error.into_panic()),
+                Poll::Ready(Err(error)) => panic!("test task ended early: {error}"),
+            },
+            Task::Smol(task) => Pin::new(task).poll(cx),
+        }
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        if let Task::Tokio(handle) = self {
+            handle.abort();
+        }
+    }
+}
+
+impl TestRuntime for Tokio {
+    fn spawn_task<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
+        Task::Tokio(tokio::spawn(future))
+    }
+}
+
+impl TestRuntime for Smol {
+    fn spawn_task<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
+        Task::Smol(test_executor().spawn(future))
+    }
+}
+
+/// The executor of the smol tests' own tasks: two threads, apart from smol's
+/// global executor where the pools spawn their creations and closes.
+fn test_executor() -> &'static smol::Executor<'static> {
+    static EXECUTOR: OnceLock<&'static smol::Executor<'static>> = OnceLock::new();
+    EXECUTOR.get_or_init(|| {
+        let executor: &'static smol::Executor<'static> = Box::leak(Box::default());
+        for n in 0..2 {
+            std::thread::Builder::new()
+                .name(format!("smol-test-{n}"))
+                .spawn(move || {
+                    loop {
+                        let run = || smol::block_on(executor.run(std::future::pending::<()>()));
+                        let _ = catch_unwind(AssertUnwindSafe(run));
+                    }
+                })
+                .expect("spawn a test executor thread");
+        }
+        executor
+    })
+}
+
+fn run_tokio(scenario: impl Future<Output = ()>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime");
+    runtime.block_on(within_deadline::<Tokio>(scenario));
+}
+
+fn run_smol(scenario: impl Future<Output = ()>) {
+    smol::block_on(within_deadline::<Smol>(scenario));
+}
+
+async fn within_deadline<R: TestRuntime>(scenario: impl Future<Output = ()>) {
+    if within::<R, _>(SCENARIO_DEADLINE, scenario).await.is_none() {
+        panic!("the scenario still runs after {SCENARIO_DEADLINE:?}: it hangs");
+    }
+}
+
+/// Runs `future` for at most `limit`; `None` when the time ran out.
+async fn within<R: TestRuntime, T>(limit: Duration, future: impl Future<Output = T>) -> Option<T> {
+    match select(pin!(future), pin!(R::default().sleep(limit))).await {
+        Either::Left((output, _)) => Some(output),
+        Either::Right(((), _)) => None,
+    }
+}
+
+async fn sleep<R: TestRuntime>(ms: u64) {
+    R::default().sleep(Duration::from_millis(ms)).await;
+}
+
+async fn wait_until<R: TestRuntime>(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < PATIENCE, "waited in vain until {what}");
+        sleep::<R>(2).await;
+    }
+}
+
+/// Runs `work` to its end, calling `sample` about every millisecond meanwhile.
+async fn while_sampling<R: TestRuntime, T>(
+    work: impl Future<Output = T>,
+    mut sample: impl FnMut(),
+) -> T {
+    let sampler = async {
+        loop {
+            sample();
+            sleep::<R>(1).await;
+        }
+    };
+    match select(pin!(work), pin!(sampler)).await {
+        Either::Left((output, _)) => output,
+        Either::Right(_) => unreachable!("the sampler never ends"),
+    }
+}
+
+/// The pool's status, checked for consistency.
+fn checked(status: Status) -> Status {
+    assert_eq!(
+        status.size,
+        status.idle + status.in_use + status.creating,
+        "size adds up: {status:?}"
+    );
+    assert!(status.size <= status.max_size, "over size: {status:?}");
+    status
+}
+
+/// (size, idle, in_use)
+fn occupancy(status: Status) -> (usize, usize, usize) {
+    let s = checked(status);
+    (s.size, s.idle, s.in_use)
+}
+
+/// The error of an acquire that must fail.
+fn failure<T>(result: Result<T, Error>, what: &str) -> Error {
+    match result {
+        Ok(_) => panic!("{what}: acquire succeeded"),
+        Err(error) => error,
+    }
+}
+
+// ----- servers and clients -----
+
+fn server_options() -> EchoServerOptions {
+    EchoServerOptions {
+        max_idle_timeout: IDLE_TIMEOUT,
+        keep_alive_interval: Some(KEEP_ALIVE),
+        ..EchoServerOptions::default()
+    }
+}
+
+fn start_server() -> EchoServer {
+    EchoServer::start(server_options()).expect("start the echo server")
+}
+
+fn client_options(hash: Sha256Digest) -> ClientOptions {
+    ClientOptions {
+        bind: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+        keep_alive_interval: Some(KEEP_ALIVE),
+        max_idle_timeout: Some(IDLE_TIMEOUT),
+        ..ClientOptions::default()
+    }
+    .with_certificate_hash(hash)
+}
+
+fn endpoint<R: TestRuntime>(hash: Sha256Digest) -> ClientEndpoint {
+    client_endpoint::<R>(&client_options(hash)).expect("a client endpoint")
+}
+
+/// A session pool to `url` with the given create timeout.
+fn pool_to<R: TestRuntime>(
+    endpoint: ClientEndpoint,
+    url: Url,
+    max_size: usize,
+    create_timeout: Duration,
+) -> SessionPool<R> {
+    SessionPool::<R>::builder(endpoint, url, max_size)
+        .expect("a valid URL")
+        .options(|o| o.create_timeout(create_timeout))
+        .build()
+        .expect("a valid pool")
+}
+
+/// A session pool to the echo server.
+fn session_pool<R: TestRuntime>(server: &EchoServer, max_size: usize) -> SessionPool<R> {
+    pool_to::<R>(
+        endpoint::<R>(server.certificate_hash()),
+        server.url(),
+        max_size,
+        CREATE_TIMEOUT,
+    )
+}
+
+/// The hash of a certificate no server here uses.
+fn foreign_hash() -> Sha256Digest {
+    let identity = Identity::self_signed(["localhost"]).expect("a self-signed identity");
+    identity.certificate_chain().as_slice()[0].hash()
+}
+
+/// A loopback URL with nothing listening at its port.
+fn dead_url() -> Url {
+    let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|socket| socket.local_addr())
+        .expect("a free loopback port")
+        .port();
+    Url::parse(&format!("https://127.0.0.1:{port}/echo")).expect("a URL")
+}
+
+/// Opens a stream on `session`, sends `message`, finishes, and checks that
+/// the whole echo comes back.
+async fn echo_on(session: &Connection, message: &[u8]) {
+    let opening = session.open_bi().await.expect("open a stream");
+    let (mut send, mut recv) = opening.await.expect("the stream opens");
+    send.write_all(message).await.expect("write");
+    send.finish().await.expect("finish");
+    let mut back = Vec::new();
+    let mut buffer = [0; 256];
+    while let Some(n) = recv.read(&mut buffer).await.expect("read the echo") {
+        back.extend_from_slice(&buffer[..n]);
+    }
+    assert_eq!(back, message, "the echo");
+}
+
+/// One message round trip on a pooled stream, which stays open.
+async fn round_trip(stream: &mut Stream, message: &[u8]) {
+    stream.write_all(message).await.expect("write");
+    let mut back = vec![0; message.len()];
+    stream.read_exact(&mut back).await.expect("read the echo");
+    assert_eq!(back, message, "the echo");
+}
+
+/// Starts an echo server on `bind` with `identity`, retrying while the old
+/// server's socket is still being let go.
+async fn restart<R: TestRuntime>(bind: SocketAddr, identity: Arc<Identity>) -> EchoServer {
+    let start = Instant::now();
+    loop {
+        let options = EchoServerOptions {
+            bind,
+            identity: Some(identity.clone()),
+            ..server_options()
+        };
+        match EchoServer::start(options) {
+            Ok(server) => return server,
+            Err(error) => {
+                assert!(
+                    start.elapsed() < PATIENCE,
+                    "cannot restart on {bind}: {error}"
+                );
+                sleep::<R>(20).await;
+            }
+        }
+    }
+}
+
+/// A server for the stream cases an echo cannot play. On each bidirectional
+/// stream it reads 4-byte messages; by the first byte it echoes the message
+/// and then finishes its half (`F`), resets its half without echoing (`R`),
+/// stops the client's half (`S`), or echoes and goes on (anything else).
+/// It runs on a tokio runtime of its own, as the echo server does.
+struct QuirkyServer {
+    runtime: Option<tokio::runtime::Runtime>,
+    url: Url,
+    hash: Sha256Digest,
+}
+
+impl QuirkyServer {
+    fn start() -> Self {
+        use wtransport::{Endpoint, ServerConfig};
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the quirky server");
+        let identity = Identity::self_signed(["localhost", "127.0.0.1"]).expect("an identity");
+        let hash = identity.certificate_chain().as_slice()[0].hash();
+        let config = ServerConfig::builder()
+            .with_bind_address(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .with_identity(identity)
+            .keep_alive_interval(Some(KEEP_ALIVE))
+            .max_idle_timeout(Some(IDLE_TIMEOUT))
+            .expect("a valid idle timeout")
+            .build();
+        let endpoint = {
+            let _entered = runtime.enter();
+            Endpoint::server(config).expect("bind the quirky server")
+        };
+        let address = endpoint.local_addr().expect("its address");
+        runtime.spawn(async move {
+            loop {
+                let incoming = endpoint.accept().await;
+                tokio::spawn(async move {
+                    let Ok(request) = incoming.await else { return };
+                    let Ok(session) = request.accept().await else {
+                        return;
+                    };
+                    while let Ok(stream) = session.accept_bi().await {
+                        tokio::spawn(Self::serve(stream));
+                    }
+                });
+            }
+        });
+        QuirkyServer {
+            runtime: Some(runtime),
+            url: Url::parse(&format!("https://{address}/quirky")).expect("a URL"),
+            hash,
+        }
+    }
+
+    async fn serve((mut send, mut recv): (wtransport::SendStream, wtransport::RecvStream)) {
+        let mut message = [0; 4];
+        while recv.read_exact(&mut message).await.is_ok() {
+            match message[0] {
+                b'R' => {
+                    let _ = send.reset(VarInt::from_u32(7));
+                    break;
+                }
+                b'S' => {
+                    recv.stop(VarInt::from_u32(8));
+                    // Keep the sending half open while the client finds out.
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    return;
+                }
+                _ => {}
+            }
+            if send.write_all(&message).await.is_err() {
+                return;
+            }
+            if message[0] == b'F' {
+                let _ = send.finish().await;
+                break;
+            }
+        }
+        // Keep the receiving half until the client is done with the stream.
+        let mut rest = [0; 64];
+        while let Ok(Some(_)) = recv.read(&mut rest).await {}
+    }
+}
+
+impl Drop for QuirkyServer {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+// ----- sessions: reuse -----
+
+/// Acquires, echoes and gives back a session twice: the second acquire gets
+/// the same session, with no second handshake.
+async fn reuses_one_session<R: TestRuntime>(pool: &Sessions<R>, server: &EchoServer) {
+    let first = pool.acquire().await.expect("the first acquire");
+    let id = first.stable_id();
+    echo_on(&first, b"hello").await;
+    // Held across the second acquire, so that a new session could not get the
+    // same stable id (it is an address).
+    let kept = (*first).clone();
+    drop(first);
+    assert_eq!(occupancy(pool.status()), (1, 1, 0), "the session idles");
+
+    let second = pool.acquire().await.expect("the second acquire");
+    assert_eq!(second.stable_id(), id, "the same session again");
+    echo_on(&second, b"again").await;
+    assert_eq!(server.sessions_accepted(), 1, "no second handshake");
+    assert_eq!(server.streams_accepted(), 2);
+    let counters = pool.counters();
+    assert_eq!(
+        (counters.created, counters.checkouts, counters.reused),
+        (1, 2, 1)
+    );
+    drop(second);
+    assert_eq!(kept.stable_id(), id);
+}
+
+async fn session_pool_reuses_the_session<R: TestRuntime>() {
+    let server = start_server();
+    let pool = session_pool::<R>(&server, 2);
+    reuses_one_session(&pool, &server).await;
+}
+
+async fn connection_pool_reuses_the_connection<R: TestRuntime>() {
+    let server = start_server();
+    let config = client_options(server.certificate_hash())
+        .build()
+        .expect("a client config");
+    let port = server.local_addr().port();
+    let pool =
+        ConnectionPool::<R>::new(config, "127.0.0.1", port, "/echo", 2).expect("a connection pool");
+    assert_eq!(pool.factory().url().as_str(), server.url().as_str());
+    reuses_one_session(&pool, &server).await;
+}
+
+// ----- sessions: capacity, waiters, close -----
+
+async fn capacity_is_kept_and_waiters_are_served<R: TestRuntime>() {
+    let server = start_server();
+    let pool = session_pool::<R>(&server, 2);
+    let holding = Arc::new(AtomicUsize::new(0));
+    let peak_holding = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..6)
+        .map(|n| {
+            let pool = pool.clone();
+            let holding = holding.clone();
+            let peak_holding = peak_holding.clone();
+            R::spawn_task(async move {
+                let session = pool.acquire().await?;
+                let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                peak_holding.fetch_max(now, Ordering::SeqCst);
+                echo_on(&session, format!("task {n}").as_bytes()).await;
+                sleep::<R>(10).await;
+                holding.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, Error>(session.stable_id())
+            })
+        })
+        .collect();
+    let mut peak_open = 0;
+    let mut peak_size = 0;
+    let results = while_sampling::<R, _>(join_all(tasks), || {
+        peak_open = peak_open.max(server.sessions_open());
+        peak_size = peak_size.max(checked(pool.status()).size);
+    })
+    .await;
+    for result in results {
+        result.expect("every task gets a session");
+    }
+    assert!(
+        peak_open <= 2,
+        "the server saw {peak_open} sessions at once"
+    );
+    assert!(peak_size <= 2, "the pool held {peak_size} sessions");
+    assert!(peak_holding.load(Ordering::SeqCst) <= 2);
+    assert!(
+        server.sessions_accepted() <= 2,
+        "{} handshakes for a pool of 2",
+        server.sessions_accepted()
+    );
+    assert_eq!(pool.counters().checkouts, 6);
+    let s = checked(pool.status());
+    assert_eq!((s.in_use, s.waiting), (0, 0), "{s:?}");
+}
+
+async fn close_fails_waiters_and_closes_sessions<R: TestRuntime>() {
+    let server = start_server();
+
+    // Idle sessions are closed by close().
+    let pool = session_pool::<R>(&server, 2);
+    let (a, b) = (pool.acquire().await, pool.acquire().await);
+    let (a, b) = (a.expect("a session"), b.expect("another session"));
+    echo_on(&a, b"a").await;
+    echo_on(&b, b"b").await;
+    drop((a, b));
+    assert_eq!(occupancy(pool.status()), (2, 2, 0));
+    assert_eq!(server.sessions_open(), 2);
+    pool.close().await.expect("the idle sessions close");
+    let s = checked(pool.status());
+    assert!(s.closed && s.size == 0, "{s:?}");
+    wait_until::<R>("the server sees the idle sessions closed", || {
+        server.sessions_open() == 0
+    })
+    .await;
+    let error = failure(pool.acquire().await, "acquire after close");
+    assert!(matches!(error, PoolError::Closed), "{error}");
+
+    // Waiters fail at close; a session in use is closed when given back.
+    let pool = session_pool::<R>(&server, 1);
+    let held = pool.acquire().await.expect("a session");
+    echo_on(&held, b"held").await;
+    let waiter = R::spawn_task({
+        let pool = pool.clone();
+        async move { pool.acquire().await.map(|session| session.stable_id()) }
+    });
+    wait_until::<R>("the waiter queues", || pool.status().waiting == 1).await;
+    pool.close().await.expect("nothing idle to close");
+    let error = failure(waiter.await, "the waiter");
+    assert!(matches!(error, PoolError::Closed), "{error}");
+    let error = failure(pool.acquire().await, "acquire after close");
+    assert!(matches!(error, PoolError::Closed), "{error}");
+    assert_eq!(server.sessions_open(), 1, "the session in use stays open");
+    let kept = (*held).clone(); // the pool, not the last handle's drop, must close it
+    drop(held);
+    assert_eq!(checked(pool.status()).size, 0);
+    wait_until::<R>("the server sees the session in use closed", || {
+        server.sessions_open() == 0
+    })
+    .await;
+    assert!(kept.quic_connection().close_reason().is_some());
+}
+
+// ----- sessions: dead ones -----
+
+async fn sessions_closed_by_the_server_are_evicted<R: TestRuntime>() {
+    let server = start_server();
+    let pool = session_pool::<R>(&server, 2);
+
+    // An idle session the server closed is not handed out again.
+    let first = pool.acquire().await.expect("a session");
+    echo_on(&first, b"one").await;
+    let old = (*first).clone();
+    drop(first);
+    server.close_sessions();
+    within::<R, _>(PATIENCE, old.closed())
+        .await
+        .expect("the client hears that the server closed the session");
+    let second = pool.acquire().await.expect("a new session");
+    assert_ne!(
+        second.stable_id(),
+        old.stable_id(),
+        "the dead session was handed out"
+    );
+    echo_on(&second, b"two").await;
+    assert_eq!(server.sessions_accepted(), 2);
+    assert_eq!(
+        occupancy(pool.status()),
+        (1, 0, 1),
+        "the dead session's slot was freed"
+    );
+    assert_eq!(pool.counters().closed, 1);
+
+    // A session in use that the server closes is dropped when given back.
+    let old = (*second).clone();
+    server.close_sessions();
+    within::<R, _>(PATIENCE, old.closed())
+        .await
+        .expect("the client hears that the server closed the session");
+    drop(second);
+    assert_eq!(occupancy(pool.status()), (0, 0, 0));
+    let third = pool.acquire().await.expect("a new session");
+    echo_on(&third, b"three").await;
+    assert_eq!(server.sessions_accepted(), 3);
+}
+
+/// Regression: an idle session that died (closed by the server, or timed
+/// out) kept its slot and counted as idle until an acquire happened to check
+/// it, so `min_idle` kept dead sessions as its warm reserve. The pools now
+/// check idle objects every `DEFAULT_IDLE_CHECK_INTERVAL` (the engine's
+/// `idle_check_interval`).
+async fn dead_idle_session_is_replaced_for_min_idle<R: TestRuntime>() {
+    let server = start_server();
+    let pool = SessionPool::<R>::builder(endpoint::<R>(server.certificate_hash()), server.url(), 2)
+        .expect("a valid URL")
+        .options(|o| o.min_idle(1).create_timeout(CREATE_TIMEOUT))
+        .build()
+        .expect("a valid pool");
+    wait_until::<R>("min_idle is filled", || {
+        server.sessions_accepted() == 1 && pool.status().idle == 1
+    })
+    .await;
+    let mut old = None;
+    pool.retain(|session, _| {
+        old = Some(session.clone());
+        true
+    });
+    let old = old.expect("the idle session");
+
+    server.close_sessions();
+    within::<R, _>(PATIENCE, old.closed())
+        .await
+        .expect("the client hears that the server closed the session");
+    wait_until::<R>("min_idle is refilled with a live session", || {
+        server.sessions_accepted() == 2 && occupancy(pool.status()) == (1, 1, 0)
+    })
+    .await;
+}
+
+async fn pool_recovers_when_the_server_comes_back<R: TestRuntime>() {
+    let server = start_server();
+    let (address, identity) = (server.local_addr(), server.identity());
+    let pool = session_pool::<R>(&server, 2);
+    let session = pool.acquire().await.expect("a session");
+    echo_on(&session, b"before").await;
+    let old = (*session).clone();
+    drop(session);
+
+    server.stop().await;
+    within::<R, _>(PATIENCE, old.closed())
+        .await
+        .expect("a graceful stop tells the client");
+    // Two acquires at once: both fail with the clear error, not a timeout
+    // (the create timeout is longer than the QUIC handshake timeout), and
+    // both give their slots back.
+    let started = Instant::now();
+    let (a, b) = futures::future::join(pool.acquire(), pool.acquire()).await;
+    for error in [failure(a, "acquire"), failure(b, "acquire")] {
+        assert!(
+            matches!(
+                error,
+                PoolError::Create(WebTransportError::Unreachable { .. })
+            ),
+            "with the server gone: {error}"
+        );
+    }
+    assert!(
+        started.elapsed() < CREATE_TIMEOUT + MARGIN,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(occupancy(pool.status()), (0, 0, 0));
+
+    let server = restart::<R>(address, identity).await;
+    let session = pool.acquire().await.expect("the pool recovers");
+    assert_ne!(session.stable_id(), old.stable_id());
+    echo_on(&session, b"after").await;
+    assert_eq!(server.sessions_accepted(), 1);
+    drop(session);
+    assert_eq!(occupancy(pool.status()), (1, 1, 0));
+    server.stop().await;
+}
+
+async fn vanished_peer_is_noticed_within_the_idle_timeout<R: TestRuntime>() {
+    let server = start_server();
+    let pool = pool_to::<R>(
+        endpoint::<R>(server.certificate_hash()),
+        server.url(),
+        2,
+        SHORT_CREATE_TIMEOUT,
+    );
+    let session = pool.acquire().await.expect("a session");
+    echo_on(&session, b"hello").await;
+    let old = (*session).clone();
+    drop(session);
+    assert_eq!(occupancy(pool.status()), (1, 1, 0));
+
+    let vanished = Instant::now();
+    server.vanish();
+    let limit = IDLE_TIMEOUT + MARGIN;
+    within::<R, _>(limit, old.closed())
+        .await
+        .unwrap_or_else(|| panic!("the vanished peer is still taken for alive after {limit:?}"));
+    let noticed = vanished.elapsed();
+    assert!(!pool.factory().is_alive(&old), "the factory sees it dead");
+
+    // From now on the dead session is never handed out: the pool tries a new
+    // one, which fails as nobody answers.
+    let error = failure(pool.acquire().await, "acquire after the peer vanished");
+    assert!(
+        matches!(
+            error,
+            PoolError::Timeout(TimeoutKind::Create)
+                | PoolError::Create(WebTransportError::Unreachable { .. })
+        ),
+        "{error} (noticed after {noticed:?})"
+    );
+    assert_eq!(occupancy(pool.status()), (0, 0, 0), "the dead session left");
+}
+
+// ----- sessions: many at once -----
+
+async fn cold_burst_respects_the_creation_cap<R: TestRuntime>() {
+    const BURST: usize = 200;
+    let server = start_server();
+    let pool = SessionPool::<R>::new(
+        endpoint::<R>(server.certificate_hash()),
+        server.url(),
+        BURST,
+    )
+    .expect("a pool");
+    let mut peak_creating = 0;
+    let results = while_sampling::<R, _>(join_all((0..BURST).map(|_| pool.acquire())), || {
+        peak_creating = peak_creating.max(checked(pool.status()).creating);
+    })
+    .await;
+    let sessions: Vec<_> = results
+        .into_iter()
+        .enumerate()
+        .map(|(n, result)| result.unwrap_or_else(|error| panic!("acquire {n} failed: {error}")))
+        .collect();
+    assert!(
+        (1..=DEFAULT_MAX_CREATING).contains(&peak_creating),
+        "{peak_creating} creations in flight, the cap is {DEFAULT_MAX_CREATING}"
+    );
+    let ids: HashSet<_> = sessions.iter().map(|session| session.stable_id()).collect();
+    assert_eq!(ids.len(), BURST, "every caller has a session of its own");
+    assert_eq!(occupancy(pool.status()), (BURST, 0, BURST));
+    wait_until::<R>("the server counts every session", || {
+        server.sessions_accepted() == BURST
+    })
+    .await;
+    echo_on(&sessions[BURST - 1], b"last").await;
+}
+
+// ----- sessions: bad inputs -----
+
+/// Acquires from a pool that cannot make a session: the error comes within
+/// `create_timeout` (plus a margin), and the failed creation leaves no trace
+/// in the accounting. `attempts` times in a row (the same error each
+/// time), to show the slot was given back.
+async fn acquire_fails<R: TestRuntime>(
+    pool: &Sessions<R>,
+    create_timeout: Duration,
+    attempts: usize,
+) -> Error {
+    let mut errors = Vec::new();
+    for attempt in 0..attempts {
+        let started = Instant::now();
+        let error = failure(pool.acquire().await, "acquire from a bad pool");
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed < create_timeout + MARGIN,
+            "attempt {attempt}: {error} after {elapsed:?}"
+        );
+        let s = checked(pool.status());
+        assert_eq!((s.size, s.waiting), (0, 0), "attempt {attempt}: {s:?}");
+        errors.push(error);
+    }
+    let first = errors.remove(0);
+    for error in &errors {
+        assert_eq!(error.to_string(), first.to_string(), "the same error again");
+    }
+    assert_eq!(pool.counters().create_failed, attempts as u64);
+    first
+}
+
+/// A good server is still reached from `endpoint` after the failures.
+async fn endpoint_still_works<R: TestRuntime>(endpoint: ClientEndpoint, server: &EchoServer) {
+    let pool = pool_to::<R>(endpoint, server.url(), 1, CREATE_TIMEOUT);
+    let session = pool.acquire().await.expect("a good server after a bad one");
+    echo_on(&session, b"fine").await;
+}
+
+async fn unreachable_server_times_out_or_is_unreachable<R: TestRuntime>() {
+    let server = start_server();
+    let endpoint = endpoint::<R>(server.certificate_hash());
+    let url = dead_url();
+
+    // A create timeout shorter than the handshake timeout (the idle timeout).
+    let pool = pool_to::<R>(endpoint.clone(), url.clone(), 2, SHORT_CREATE_TIMEOUT);
+    let error = acquire_fails(&pool, SHORT_CREATE_TIMEOUT, 2).await;
+    assert!(
+        matches!(error, PoolError::Timeout(TimeoutKind::Create)),
+        "{error}"
+    );
+
+    // A long one: the QUIC handshake times out first (once: it takes 3 s).
+    let pool = pool_to::<R>(endpoint.clone(), url, 2, DEFAULT_CREATE_TIMEOUT);
+    let error = acquire_fails(&pool, HANDSHAKE_TIMEOUT, 1).await;
+    assert!(
+        matches!(
+            error,
+            PoolError::Create(WebTransportError::Unreachable { .. })
+        ),
+        "{error}"
+    );
+    endpoint_still_works::<R>(endpoint, &server).await;
+}
+
+async fn wrong_path_is_rejected<R: TestRuntime>() {
+    let server = start_server();
+    let endpoint = endpoint::<R>(server.certificate_hash());
+    let mut url = server.url();
+    url.set_path("/no-such-path");
+    let pool = pool_to::<R>(endpoint.clone(), url, 2, CREATE_TIMEOUT);
+    let error = acquire_fails(&pool, CREATE_TIMEOUT, 2).await;
+    assert!(
+        matches!(
+            error,
+            PoolError::Create(WebTransportError::SessionRejected { .. })
+        ),
+        "{error}"
+    );
+    assert_eq!(server.sessions_accepted(), 0);
+    endpoint_still_works::<R>(endpoint, &server).await;
+}
+
+async fn wrong_certificate_is_a_tls_error<R: TestRuntime>() {
+    let server = start_server();
+    let pool = pool_to::<R>(
+        endpoint::<R>(foreign_hash()),
+        server.url(),
+        2,
+        CREATE_TIMEOUT,
+    );
+    let error = acquire_fails(&pool, CREATE_TIMEOUT, 2).await;
+    assert!(
+        matches!(error, PoolError::Create(WebTransportError::Tls { .. })),
+        "{error}"
+    );
+    assert_eq!(server.sessions_accepted(), 0);
+    endpoint_still_works::<R>(endpoint::<R>(server.certificate_hash()), &server).await;
+}
+
+async fn unresolvable_host_is_a_resolve_error<R: TestRuntime>() {
+    let server = start_server();
+    let endpoint = endpoint::<R>(server.certificate_hash());
+    let url = Url::parse("https://no-such-host.invalid:4433/echo").expect("a URL");
+    let pool = pool_to::<R>(endpoint.clone(), url, 2, CREATE_TIMEOUT);
+    let error = acquire_fails(&pool, CREATE_TIMEOUT, 2).await;
+    assert!(
+        matches!(error, PoolError::Create(WebTransportError::Resolve { .. })),
+        "{error}"
+    );
+    endpoint_still_works::<R>(endpoint, &server).await;
+}
+
+async fn bad_urls_and_settings_fail_at_construction<R: TestRuntime>() {
+    let server = start_server();
+    let endpoint = endpoint::<R>(server.certificate_hash());
+
+    let http = Url::parse(&format!("http://{}/echo", server.local_addr())).expect("a URL");
+    match SessionPool::<R>::new(endpoint.clone(), http, 2) {
+        Err(WebTransportError::InvalidUrl { reason, .. }) => {
+            assert!(reason.contains("https"), "{reason}");
+        }
+        Err(error) => panic!("not InvalidUrl: {error}"),
+        Ok(_) => panic!("an http URL was taken"),
+    }
+
+    let config = client_options(server.certificate_hash())
+        .build()
+        .expect("a config");
+    match ConnectionPool::<R>::new(config, "", 4433, "/echo", 2) {
+        Err(WebTransportError::InvalidUrl { .. }) => {}
+        Err(error) => panic!("not InvalidUrl: {error}"),
+        Ok(_) => panic!("an empty host was taken"),
+    }
+
+    match SessionPool::<R>::new(endpoint.clone(), server.url(), 0) {
+        Err(WebTransportError::Config(ConfigError::ZeroMaxSize)) => {}
+        Err(error) => panic!("not Config(ZeroMaxSize): {error}"),
+        Ok(_) => panic!("a max_size of 0 was taken"),
+    }
+
+    let options = ClientOptions {
+        max_idle_timeout: Some(Duration::MAX),
+        ..client_options(server.certificate_hash())
+    };
+    match client_endpoint::<R>(&options) {
+        Err(WebTransportError::InvalidIdleTimeout(_)) => {}
+        Err(error) => panic!("not InvalidIdleTimeout: {error}"),
+        Ok(_) => panic!("an idle timeout QUIC cannot express was taken"),
+    }
+
+    endpoint_still_works::<R>(endpoint, &server).await;
+}
+
+async fn server_session_limit_rejects_the_next_session<R: TestRuntime>() {
+    let server = EchoServer::start(EchoServerOptions {
+        max_sessions: Some(1),
+        ..server_options()
+    })
+    .expect("start the echo server");
+    let pool = session_pool::<R>(&server, 2);
+    let first = pool.acquire().await.expect("the first session");
+    echo_on(&first, b"first").await;
+
+    let error = failure(pool.acquire().await, "a second session");
+    assert!(
+        matches!(
+            error,
+            PoolError::Create(WebTransportError::SessionRejected { .. })
+        ),
+        "{error}"
+    );
+    assert_eq!(occupancy(pool.status()), (1, 0, 1));
+
+    // The one session is reused.
+    let id = first.stable_id();
+    drop(first);
+    let again = pool.acquire().await.expect("the pooled session");
+    assert_eq!(again.stable_id(), id);
+
+    // Once it is gone, a new one is accepted.
+    let old = (*again).clone();
+    again.discard().await.expect("discard closes the session");
+    wait_until::<R>("the server sees the session closed", || {
+        server.sessions_open() == 0
+    })
+    .await;
+    let new = pool.acquire().await.expect("a new session");
+    assert_ne!(new.stable_id(), old.stable_id());
+    echo_on(&new, b"new").await;
+    assert_eq!(server.sessions_accepted(), 2);
+}
+
+// ----- streams -----
+
+async fn stream_is_reused_after_a_round_trip<R: TestRuntime>() {
+    let server = start_server();
+    let sessions = session_pool::<R>(&server, 1);
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), 4).expect("a stream pool");
+
+    let mut stream = streams.acquire().await.expect("a stream");
+    round_trip(&mut stream, b"one").await;
+    let id = stream.id();
+    assert!(stream.is_reusable());
+    streams.release(stream).await.expect("given back");
+    assert_eq!(occupancy(streams.status()), (1, 1, 0));
+    assert_eq!(server.streams_accepted(), 1);
+
+    for message in [&b"two"[..], b"three", b"four"] {
+        let mut stream = streams.acquire().await.expect("the pooled stream");
+        assert_eq!(stream.id(), id, "the same stream");
+        round_trip(&mut stream, message).await;
+    }
+    assert_eq!(server.streams_accepted(), 1, "no new stream was opened");
+    assert_eq!(streams.counters().reused, 3);
+}
+
+async fn spent_streams_are_not_pooled_again<R: TestRuntime>() {
+    let server = start_server();
+    let sessions = session_pool::<R>(&server, 1);
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), 4).expect("a stream pool");
+    let mut seen = HashSet::new();
+
+    // Finished by its borrower.
+    let mut stream = streams.acquire().await.expect("a stream");
+    round_trip(&mut stream, b"finish").await;
+    assert!(seen.insert(stream.id()));
+    stream.finish().await.expect("finish");
+    assert!(!stream.is_reusable());
+    drop(stream);
+    assert_eq!(
+        occupancy(streams.status()),
+        (0, 0, 0),
+        "a finished stream left"
+    );
+
+    // Reset by its borrower.
+    let mut stream = streams.acquire().await.expect("a stream");
+    assert!(seen.insert(stream.id()), "the finished stream came back");
+    round_trip(&mut stream, b"reset").await;
+    stream.reset(VarInt::from_u32(1));
+    assert!(!stream.is_reusable());
+    streams.release(stream).await.expect("given back");
+    assert_eq!(
+        occupancy(streams.status()),
+        (0, 0, 0),
+        "a reset stream left"
+    );
+
+    // Stopped by its borrower (stop takes the stream: it must leave the pool first).
+    let mut stream = streams.acquire().await.expect("a stream");
+    assert!(seen.insert(stream.id()), "the reset stream came back");
+    round_trip(&mut stream, b"stop").await;
+    stream.detach().stop(VarInt::from_u32(2));
+    assert_eq!(
+        occupancy(streams.status()),
+        (0, 0, 0),
+        "a stopped stream left"
+    );
+
+    // Closed through futures' AsyncWrite.
+    let mut stream = streams.acquire().await.expect("a stream");
+    assert!(seen.insert(stream.id()), "the stopped stream came back");
+    round_trip(&mut stream, b"shutdown").await;
+    futures::AsyncWriteExt::close(&mut *stream)
+        .await
+        .expect("close the sending half");
+    assert!(!stream.is_reusable());
+    drop(stream);
+
+    let mut stream = streams.acquire().await.expect("a stream");
+    assert!(seen.insert(stream.id()), "the shut-down stream came back");
+    round_trip(&mut stream, b"fresh").await;
+    assert_eq!(server.streams_accepted(), 5);
+}
+
+async fn streams_the_peer_ended_are_not_reused<R: TestRuntime>() {
+    let server = QuirkyServer::start();
+    let sessions = pool_to::<R>(
+        endpoint::<R>(server.hash.clone()),
+        server.url.clone(),
+        1,
+        CREATE_TIMEOUT,
+    );
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), 4).expect("a stream pool");
+    let mut rest = [0; 16];
+
+    // An ordinary stream is reused, as a control.
+    let mut stream = streams.acquire().await.expect("a stream");
+    round_trip(&mut stream, b"EEEE").await;
+    let echo_id = stream.id();
+    drop(stream);
+    let mut stream = streams.acquire().await.expect("a stream");
+    assert_eq!(stream.id(), echo_id, "the ordinary stream is reused");
+    round_trip(&mut stream, b"EEEE").await;
+
+    // The peer finished its half: the read that sees the end spends the stream.
+    let mut other = streams.acquire().await.expect("a second stream");
+    let finished_id = other.id();
+    drop(stream); // the ordinary stream idles meanwhile
+    round_trip(&mut other, b"FFFF").await;
+    assert!(other.is_reusable(), "the end is not seen yet");
+    assert_eq!(other.read(&mut rest).await.expect("the end"), None);
+    assert!(!other.is_reusable());
+    drop(other);
+    assert_eq!(
+        occupancy(streams.status()),
+        (1, 1, 0),
+        "the finished stream left"
+    );
+
+    // The peer reset its half: the failed read spends the stream.
+    let mut stream = streams.acquire().await.expect("the ordinary stream");
+    assert_eq!(stream.id(), echo_id);
+    stream.write_all(b"RRRR").await.expect("write");
+    assert!(
+        stream.read_exact(&mut rest[..4]).await.is_err(),
+        "the peer reset"
+    );
+    assert!(!stream.is_reusable());
+    drop(stream);
+    assert_eq!(
+        occupancy(streams.status()),
+        (0, 0, 0),
+        "the reset stream left"
+    );
+
+    // The peer stopped our half: the failed write spends the stream.
+    let mut stream = streams.acquire().await.expect("a stream");
+    let stopped_id = stream.id();
+    assert!(stopped_id != echo_id && stopped_id != finished_id);
+    stream.write_all(b"SSSS").await.expect("write");
+    let started = Instant::now();
+    while stream.write_all(b"xxxx").await.is_ok() {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the peer's STOP_SENDING never arrived"
+        );
+        sleep::<R>(5).await;
+    }
+    assert!(!stream.is_reusable());
+    drop(stream);
+
+    let stream = streams.acquire().await.expect("a stream");
+    assert!(
+        ![echo_id, finished_id, stopped_id].contains(&stream.id()),
+        "a spent stream came back"
+    );
+}
+
+/// Regression: a `Stream` whose `write_all` was cancelled half-way (its
+/// future dropped, as a timeout does) still counted as reusable, so it went
+/// back to the pool with part of a message written, to run into the next
+/// borrower's. A call that has not completed now leaves the stream unusable.
+async fn stream_cancelled_mid_write_is_not_pooled_again<R: TestRuntime>() {
+    let server = start_server();
+    let sessions = session_pool::<R>(&server, 1);
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), 2).expect("a stream pool");
+    let mut stream = streams.acquire().await.expect("a stream");
+    let id = stream.id();
+    // Larger than the flow-control windows of both directions: nobody reads
+    // the echo, so the write stalls.
+    let message = vec![7; 8 << 20];
+    let finished = within::<R, _>(Duration::from_millis(300), stream.write_all(&message)).await;
+    assert!(
+        finished.is_none(),
+        "the write finished: make the message larger"
+    );
+    drop(stream);
+
+    // Handed out again, it would carry the rest of the old echo before any
+    // reply to the next message, or stall the next write for good.
+    let next = streams.acquire().await.expect("a stream");
+    assert_ne!(
+        next.id(),
+        id,
+        "a stream torn by a cancelled write was handed out again"
+    );
+}
+
+async fn stream_pool_empties_when_the_session_dies<R: TestRuntime>() {
+    let server = start_server();
+    let sessions = session_pool::<R>(&server, 1);
+
+    // Closed by the server.
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), 4).expect("a stream pool");
+    let mut held = Vec::new();
+    for n in 0..3u8 {
+        let mut stream = streams.acquire().await.expect("a stream");
+        round_trip(&mut stream, &[n; 8]).await;
+        held.push(stream);
+    }
+    let in_use = held.pop().expect("three streams");
+    drop(held);
+    assert_eq!(occupancy(streams.status()), (3, 2, 1));
+    server.close_sessions();
+    wait_until::<R>("the idle streams are dropped", || {
+        checked(streams.status()).idle == 0
+    })
+    .await;
+    assert_eq!(occupancy(streams.status()), (1, 0, 1));
+    drop(in_use);
+    assert_eq!(
+        occupancy(streams.status()),
+        (0, 0, 0),
+        "a stream of a dead session left"
+    );
+    let error = failure(streams.acquire().await, "a stream on a closed session");
+    assert!(
+        matches!(
+            error,
+            PoolError::Create(WebTransportError::SessionClosed(_))
+        ),
+        "{error}"
+    );
+    assert_eq!(occupancy(streams.status()), (0, 0, 0));
+    drop(session); // dead: the session pool closes it
+
+    // Closed here.
+    let session = sessions.acquire().await.expect("a new session");
+    let streams = StreamPool::<R>::new((*session).clone(), 4).expect("a stream pool");
+    let mut stream = streams.acquire().await.expect("a stream");
+    round_trip(&mut stream, b"hello").await;
+    drop(stream);
+    assert_eq!(occupancy(streams.status()), (1, 1, 0));
+    session.close(VarInt::from_u32(0), b"done");
+    wait_until::<R>("the idle stream is dropped", || {
+        checked(streams.status()).idle == 0
+    })
+    .await;
+    let error = failure(streams.acquire().await, "a stream on a closed session");
+    assert!(
+        matches!(
+            error,
+            PoolError::Create(WebTransportError::SessionClosed(_))
+        ),
+        "{error}"
+    );
+    assert_eq!(occupancy(streams.status()), (0, 0, 0));
+}
+
+// ----- the tests, on both runtimes -----
+
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        /// Each scenario on a multi-thread tokio runtime with 2 workers.
+        mod on_tokio {
+            $(
+                #[test]
+                fn $name() {
+                    super::run_tokio(super::$name::<wtpool_tokio::Tokio>());
+                }
+            )*
+        }
+
+        /// Each scenario under `smol::block_on`.
+        mod on_smol {
+            $(
+                #[test]
+                fn $name() {
+                    super::run_smol(super::$name::<wtpool_smol::Smol>());
+                }
+            )*
+        }
+    };
+}
+
+scenarios!(
+    session_pool_reuses_the_session,
+    connection_pool_reuses_the_connection,
+    capacity_is_kept_and_waiters_are_served,
+    close_fails_waiters_and_closes_sessions,
+    sessions_closed_by_the_server_are_evicted,
+    dead_idle_session_is_replaced_for_min_idle,
+    pool_recovers_when_the_server_comes_back,
+    vanished_peer_is_noticed_within_the_idle_timeout,
+    cold_burst_respects_the_creation_cap,
+    unreachable_server_times_out_or_is_unreachable,
+    wrong_path_is_rejected,
+    wrong_certificate_is_a_tls_error,
+    unresolvable_host_is_a_resolve_error,
+    bad_urls_and_settings_fail_at_construction,
+    server_session_limit_rejects_the_next_session,
+    stream_is_reused_after_a_round_trip,
+    spent_streams_are_not_pooled_again,
+    streams_the_peer_ended_are_not_reused,
+    stream_cancelled_mid_write_is_not_pooled_again,
+    stream_pool_empties_when_the_session_dies,
+);
