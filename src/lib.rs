@@ -23,6 +23,7 @@ pub mod machine;
 mod pool;
 mod pooled;
 mod runtime;
+mod sync;
 
 pub use builder::{Builder, DEFAULT_MAX_SIZE};
 pub use error::{CloseErrors, ConfigError, PoolError, TimeoutKind};

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::PoisonError;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -21,11 +21,14 @@ use crate::machine::{
     Acquire, Action, Checkout, Counters, CreateTicket, Failure, Limits, ObjectMeta, PoolState,
     Status, WaitPoll, WaiterId,
 };
+#[cfg(not(loom))]
+use crate::sync::Weak;
+use crate::sync::{Arc, Mutex, MutexGuard};
 use crate::{Builder, Factory, Pooled, Runtime};
 
 /// Why a creation failed, as the driver tells the machine.
 #[derive(Debug)]
-enum CreateFailure<E> {
+pub(crate) enum CreateFailure<E> {
     Error(E),
     TimedOut,
     Aborted,
@@ -147,6 +150,14 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
         // The creations that fill `min_idle`, if any.
         inner.with_state(|_| ());
         if upkeep {
+            // loom's `Arc` has no `Weak` for the upkeep task to hold the pool
+            // by: the loom build models pools without upkeep (src/sync.rs).
+            #[cfg(loom)]
+            unimplemented!(
+                "the loom build has no upkeep task (it would tick every {upkeep_tick:?}): \
+                 leave min_idle, idle_timeout, max_lifetime and idle_check_interval unset"
+            );
+            #[cfg(not(loom))]
             inner.runtime.spawn(upkeep_loop(
                 Arc::downgrade(&inner),
                 inner.runtime.clone(),
@@ -301,22 +312,62 @@ impl<F: Factory, R: Runtime> Inner<F, R> {
         (answer, actions)
     }
 
+    /// Closes an object that left the pool, counting a failure.
+    pub(crate) async fn close_now(
+        &self,
+        object: Option<F::Object>,
+    ) -> Result<(), PoolError<F::Error>> {
+        let Some(object) = object else { return Ok(()) };
+        self.factory.close(object).await.map_err(|error| {
+            self.lock().machine.handle_close_failed();
+            PoolError::Close(error)
+        })
+    }
+
+    pub(crate) fn factory(&self) -> &F {
+        &self.factory
+    }
+}
+
+/// The driver's steps that hand clones of the pool's `Arc` to the tasks they
+/// spawn. They are a trait on the `Arc` rather than methods taking
+/// `self: &Arc<Self>` because loom's `Arc` (see src/sync.rs) cannot be a
+/// method receiver.
+pub(crate) trait Driver<F: Factory> {
     /// Feeds one input to the machine and carries out its actions.
-    fn with_state<T>(self: &Arc<Self>, input: impl FnOnce(&mut State<F>) -> T) -> T {
+    fn with_state<T>(&self, input: impl FnOnce(&mut State<F>) -> T) -> T;
+
+    /// Carries out the machine's actions; the objects to close that `inline`
+    /// picks are returned for the caller to close and await, the others are
+    /// closed in spawned tasks.
+    fn perform(&self, actions: Actions<F>, inline: impl Fn(&ObjectMeta) -> bool) -> Vec<F::Object>;
+
+    /// Starts a creation in a task of its own.
+    fn spawn_create(&self, ticket: CreateTicket);
+
+    /// Gives a checked-out object back. If it must be closed (dead, or the
+    /// pool closed or over size), `close_inline` returns it for the caller to
+    /// close; otherwise it is closed in a spawned task.
+    fn give_back(
+        &self,
+        checkout: Checkout<F::Object>,
+        alive: bool,
+        close_inline: bool,
+    ) -> Option<F::Object>;
+
+    /// Takes an object out of the pool for good.
+    fn detach(&self, checkout: Checkout<F::Object>) -> F::Object;
+}
+
+impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
+    fn with_state<T>(&self, input: impl FnOnce(&mut State<F>) -> T) -> T {
         let (answer, actions) = self.with_state_deferred(input);
         let closes = self.perform(actions, |_| false);
         debug_assert!(closes.is_empty());
         answer
     }
 
-    /// Carries out the machine's actions; the objects to close that `inline`
-    /// picks are returned for the caller to close and await, the others are
-    /// closed in spawned tasks.
-    fn perform(
-        self: &Arc<Self>,
-        actions: Actions<F>,
-        inline: impl Fn(&ObjectMeta) -> bool,
-    ) -> Vec<F::Object> {
+    fn perform(&self, actions: Actions<F>, inline: impl Fn(&ObjectMeta) -> bool) -> Vec<F::Object> {
         let mut kept = Vec::new();
         for action in actions {
             match action {
@@ -335,7 +386,7 @@ impl<F: Factory, R: Runtime> Inner<F, R> {
         kept
     }
 
-    fn spawn_create(self: &Arc<Self>, ticket: CreateTicket) {
+    fn spawn_create(&self, ticket: CreateTicket) {
         let mut creation = Creation {
             inner: self.clone(),
             ticket: Some(ticket),
@@ -356,11 +407,8 @@ impl<F: Factory, R: Runtime> Inner<F, R> {
         });
     }
 
-    /// Gives a checked-out object back. If it must be closed (dead, or the
-    /// pool closed or over size), `close_inline` returns it for the caller to
-    /// close; otherwise it is closed in a spawned task.
-    pub(crate) fn give_back(
-        self: &Arc<Self>,
+    fn give_back(
+        &self,
         checkout: Checkout<F::Object>,
         alive: bool,
         close_inline: bool,
@@ -373,23 +421,7 @@ impl<F: Factory, R: Runtime> Inner<F, R> {
             .pop()
     }
 
-    /// Closes an object that left the pool, counting a failure.
-    pub(crate) async fn close_now(
-        &self,
-        object: Option<F::Object>,
-    ) -> Result<(), PoolError<F::Error>> {
-        let Some(object) = object else { return Ok(()) };
-        self.factory.close(object).await.map_err(|error| {
-            self.lock().machine.handle_close_failed();
-            PoolError::Close(error)
-        })
-    }
-
-    pub(crate) fn factory(&self) -> &F {
-        &self.factory
-    }
-
-    pub(crate) fn detach(self: &Arc<Self>, checkout: Checkout<F::Object>) -> F::Object {
+    fn detach(&self, checkout: Checkout<F::Object>) -> F::Object {
         self.with_state(|state| state.detach(checkout))
             .expect("a guard holds a checkout of its own pool")
     }
@@ -515,6 +547,7 @@ async fn timeout<R: Runtime, T>(
     }
 }
 
+#[cfg(not(loom))]
 /// The pool's upkeep: reaps idle and old objects, resumes a paused
 /// `min_idle` refill and, with an `idle_check_interval`, closes idle objects
 /// that died. It wakes at each deadline the machine names (early when a
@@ -526,7 +559,8 @@ async fn upkeep_loop<F: Factory, R: Runtime>(
     tick: Duration,
     idle_check_interval: Option<Duration>,
 ) {
-    let mut next_idle_check = idle_check_interval.map(|interval| Instant::now() + interval);
+    let mut next_idle_check =
+        idle_check_interval.and_then(|interval| Instant::now().checked_add(interval));
     loop {
         let (pause, woken) = {
             let Some(inner) = pool.upgrade() else { return };
@@ -545,7 +579,7 @@ async fn upkeep_loop<F: Factory, R: Runtime>(
                     locked
                         .machine
                         .evict_dead(|object| inner.factory.is_alive(object));
-                    next_idle_check = Some(now + interval);
+                    next_idle_check = now.checked_add(interval);
                 }
                 let pause = [locked.machine.poll_timeout(), next_idle_check]
                     .into_iter()

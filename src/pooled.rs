@@ -4,6 +4,7 @@ use std::future::Future;
 use std::ops::{Deref, DerefMut};
 
 use crate::machine::{Checkout, ObjectMeta};
+use crate::pool::Driver;
 use crate::{Factory, Pool, PoolError, Runtime};
 
 /// An object borrowed from a [`Pool`]. It derefs to the object and goes back

@@ -728,6 +728,301 @@ async fn vanished_peer_is_noticed_within_the_idle_timeout<R: TestRuntime>() {
     assert_eq!(occupancy(pool.status()), (0, 0, 0), "the dead session left");
 }
 
+// ----- sessions: the server killed under load, or not accepting -----
+
+/// Why one echo request failed.
+#[derive(Debug)]
+enum RequestFailure {
+    /// No session could be had.
+    Acquire(Error),
+    /// The session was had, but the stream failed (opening, writing or reading).
+    Stream(String),
+    /// The stream ended, but what came back is not what was sent.
+    WrongEcho,
+}
+
+/// One echo request through `pool`: a session, a stream on it, `message`
+/// sent and finished, and the whole echo read back. A success only if
+/// exactly `message` came back.
+async fn request<R: TestRuntime>(pool: &Sessions<R>, message: &[u8]) -> Result<(), RequestFailure> {
+    let session = pool.acquire().await.map_err(RequestFailure::Acquire)?;
+    let failed = |what: &str, error: &dyn std::fmt::Display| {
+        RequestFailure::Stream(format!("{what}: {error}"))
+    };
+    let opening = session.open_bi().await.map_err(|e| failed("open", &e))?;
+    let (mut send, mut recv) = opening.await.map_err(|e| failed("opening", &e))?;
+    send.write_all(message)
+        .await
+        .map_err(|e| failed("write", &e))?;
+    send.finish().await.map_err(|e| failed("finish", &e))?;
+    let mut back = Vec::new();
+    let mut buffer = [0; 256];
+    while let Some(n) = recv
+        .read(&mut buffer)
+        .await
+        .map_err(|e| failed("read", &e))?
+    {
+        back.extend_from_slice(&buffer[..n]);
+    }
+    if back == message {
+        Ok(())
+    } else {
+        Err(RequestFailure::WrongEcho)
+    }
+}
+
+/// One request as a load task saw it.
+struct Record {
+    started: Instant,
+    finished: Instant,
+    /// `None`: it did not finish within `REQUEST_LIMIT`.
+    outcome: Option<Result<(), RequestFailure>>,
+}
+
+/// How long one request may take before it counts as hung: the wait timeout
+/// of the load pool, plus the create timeout and the QUIC idle timeout that a
+/// request on a dead session can run into, plus a margin.
+const REQUEST_LIMIT: Duration = Duration::from_secs(10);
+
+async fn server_killed_and_restarted_under_load<R: TestRuntime>() {
+    const TASKS: usize = 8;
+    const MAX_SIZE: usize = 4;
+    /// Successes to see before the kill, and again after the restart.
+    const ROUNDS: usize = 40;
+    /// How long the server stays dead: longer than the QUIC idle timeout, so
+    /// that sessions die and creations are tried (and fail) meanwhile.
+    const OUTAGE: Duration = Duration::from_millis(1500);
+
+    let server = start_server();
+    let (address, identity) = (server.local_addr(), server.identity());
+    let pool: Sessions<R> = (*SessionPool::<R>::builder(
+        endpoint::<R>(server.certificate_hash()),
+        server.url(),
+        MAX_SIZE,
+    )
+    .expect("a valid URL")
+    .options(|o| {
+        o.create_timeout(Duration::from_secs(1))
+            .wait_timeout(Duration::from_secs(3))
+    })
+    .build()
+    .expect("a valid pool"))
+    .clone();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let successes = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (pool, stop, successes) = (pool.clone(), stop.clone(), successes.clone());
+            R::spawn_task(async move {
+                let mut records = Vec::new();
+                for n in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let message = format!("task {t} request {n}");
+                    let started = Instant::now();
+                    let outcome =
+                        within::<R, _>(REQUEST_LIMIT, request(&pool, message.as_bytes())).await;
+                    let failed = !matches!(outcome, Some(Ok(())));
+                    if !failed {
+                        successes.fetch_add(1, Ordering::SeqCst);
+                    }
+                    records.push(Record {
+                        started,
+                        finished: Instant::now(),
+                        outcome,
+                    });
+                    if failed {
+                        // No tight loop against a dead server.
+                        sleep::<R>(10).await;
+                    }
+                }
+                records
+            })
+        })
+        .collect();
+
+    // Under load: kill the server without a word, keep it dead a while, and
+    // start it again on the same address with the same certificate.
+    wait_until::<R>("requests succeed before the kill", || {
+        successes.load(Ordering::SeqCst) >= ROUNDS
+    })
+    .await;
+    let killed_at = Instant::now();
+    let accepted_by_the_first = server.streams_accepted();
+    server.vanish();
+    sleep::<R>(OUTAGE.as_millis() as u64).await;
+    let server = restart::<R>(address, identity).await;
+    let restarted_at = Instant::now();
+    let at_restart = successes.load(Ordering::SeqCst);
+    let started = Instant::now();
+    while successes.load(Ordering::SeqCst) < at_restart + ROUNDS {
+        assert!(
+            started.elapsed() < PATIENCE * 2,
+            "the pool does not recover: {} successes since the restart; {:?}",
+            successes.load(Ordering::SeqCst) - at_restart,
+            pool.status()
+        );
+        sleep::<R>(5).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let records: Vec<Record> = join_all(tasks).await.into_iter().flatten().collect();
+    let accepted_by_the_second = server.streams_accepted();
+
+    // The accounting. Nothing hung; nothing came back garbled.
+    let hung = records.iter().filter(|r| r.outcome.is_none()).count();
+    assert_eq!(
+        hung, 0,
+        "{hung} requests took longer than {REQUEST_LIMIT:?}"
+    );
+    let outcomes = || records.iter().filter_map(|r| r.outcome.as_ref());
+    let wrong = outcomes()
+        .filter(|o| matches!(o, Err(RequestFailure::WrongEcho)))
+        .count();
+    assert_eq!(wrong, 0, "echoes that were not the message sent");
+    // A success is one the server served: the successes that were over
+    // before the kill are at most the streams the first server took, and
+    // those of requests started after the restart at most the streams the
+    // second server took (the first one is gone by then).
+    let ok_before = records
+        .iter()
+        .filter(|r| r.finished < killed_at && matches!(r.outcome, Some(Ok(()))))
+        .count();
+    let ok_after = records
+        .iter()
+        .filter(|r| r.started > restarted_at && matches!(r.outcome, Some(Ok(()))))
+        .count();
+    assert!(ok_before >= ROUNDS, "{ok_before} successes before the kill");
+    assert!(
+        ok_before <= accepted_by_the_first,
+        "{ok_before} successes before the kill, but the server took {accepted_by_the_first} streams"
+    );
+    assert!(
+        ok_after > 0,
+        "no request started after the restart succeeded"
+    );
+    assert!(
+        ok_after <= accepted_by_the_second,
+        "{ok_after} successes after the restart, but the server took {accepted_by_the_second} streams"
+    );
+    // The kill was noticed: requests failed, as failures.
+    let failures: Vec<_> = outcomes().filter_map(|o| o.as_ref().err()).collect();
+    assert!(!failures.is_empty(), "the kill went unnoticed");
+    let acquire_failures = failures
+        .iter()
+        .filter(|f| matches!(f, RequestFailure::Acquire(_)))
+        .count();
+    // Every acquire that succeeded is a checkout; the pool is left with no
+    // session in use, no waiter, and within its size.
+    let acquired = records.len() - acquire_failures;
+    let counters = pool.counters();
+    assert_eq!(counters.checkouts, acquired as u64, "{counters:?}");
+    let s = checked(pool.status());
+    assert_eq!((s.in_use, s.waiting), (0, 0), "{s:?}");
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for failure in &failures {
+        let kind = match failure {
+            RequestFailure::Acquire(error) => format!("acquire: {error}"),
+            RequestFailure::Stream(error) => format!("stream: {error}"),
+            RequestFailure::WrongEcho => "wrong echo".to_owned(),
+        };
+        // Drop what varies (addresses, ports) after the first words.
+        let kind: String = kind.chars().take(60).collect();
+        *kinds.entry(kind).or_default() += 1;
+    }
+    println!(
+        "{} requests: {ok_before} ok before the kill, {ok_after} ok after the restart, {} failed \
+         ({acquire_failures} could not get a session): {kinds:#?}; {counters:?}",
+        records.len(),
+        failures.len(),
+    );
+    // A session of the first server is never handed out once it is dead:
+    // the pool still works as it should.
+    let session = pool.acquire().await.expect("a session from the new server");
+    echo_on(&session, b"after all that").await;
+}
+
+async fn server_that_stops_accepting_times_out_cleanly<R: TestRuntime>() {
+    let server = start_server();
+    let pool = pool_to::<R>(
+        endpoint::<R>(server.certificate_hash()),
+        server.url(),
+        2,
+        SHORT_CREATE_TIMEOUT,
+    );
+    let held = pool
+        .acquire()
+        .await
+        .expect("a session while the server accepts");
+    echo_on(&held, b"before").await;
+
+    server.set_accepting(false);
+    // The open session goes on.
+    echo_on(&held, b"while not accepting").await;
+    // A new one cannot be had: the acquire fails with the create timeout, in
+    // its time, and gives its slot back (twice in a row, the same).
+    for attempt in 0..2 {
+        let started = Instant::now();
+        let error = failure(pool.acquire().await, "a new session");
+        let took = started.elapsed();
+        assert!(
+            matches!(error, PoolError::Timeout(TimeoutKind::Create)),
+            "attempt {attempt}: {error}"
+        );
+        assert!(
+            took >= SHORT_CREATE_TIMEOUT && took < SHORT_CREATE_TIMEOUT + MARGIN,
+            "attempt {attempt}: {took:?}"
+        );
+        let s = checked(pool.status());
+        assert_eq!((s.size, s.in_use, s.waiting), (1, 1, 0), "{s:?}");
+    }
+
+    // With a wait timeout shorter than the create timeout: the caller gets a
+    // wait timeout in its time, and the creation goes on until its own
+    // timeout, then frees its slot.
+    let waiting =
+        SessionPool::<R>::builder(endpoint::<R>(server.certificate_hash()), server.url(), 1)
+            .expect("a valid URL")
+            .options(|o| {
+                o.wait_timeout(Duration::from_millis(200))
+                    .create_timeout(Duration::from_secs(1))
+            })
+            .build()
+            .expect("a valid pool");
+    let started = Instant::now();
+    let error = failure(waiting.acquire().await, "a session from the waiting pool");
+    assert!(
+        matches!(error, PoolError::Timeout(TimeoutKind::Wait)),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        occupancy(waiting.status()),
+        (1, 0, 0),
+        "the creation goes on"
+    );
+    wait_until::<R>("the creation times out and frees its slot", || {
+        checked(waiting.status()).size == 0
+    })
+    .await;
+    assert_eq!(waiting.counters().create_failed, 1);
+
+    // Accepting again: the pools recover.
+    server.set_accepting(true);
+    let second = pool.acquire().await.expect("a second session");
+    echo_on(&second, b"accepting again").await;
+    echo_on(&held, b"still there").await;
+    let session = waiting.acquire().await.expect("a session");
+    echo_on(&session, b"waited").await;
+    assert!(server.sessions_accepted() >= 3);
+    assert_eq!(occupancy(pool.status()), (2, 0, 2));
+}
+
 // ----- sessions: many at once -----
 
 async fn cold_burst_respects_the_creation_cap<R: TestRuntime>() {
@@ -1243,6 +1538,8 @@ scenarios!(
     sessions_closed_by_the_server_are_evicted,
     dead_idle_session_is_replaced_for_min_idle,
     pool_recovers_when_the_server_comes_back,
+    server_killed_and_restarted_under_load,
+    server_that_stops_accepting_times_out_cleanly,
     vanished_peer_is_noticed_within_the_idle_timeout,
     cold_burst_respects_the_creation_cap,
     unreachable_server_times_out_or_is_unreachable,

@@ -605,10 +605,9 @@ impl<T, E, W> PoolState<T, E, W> {
         }
         if let Some(idle_timeout) = self.limits.idle_timeout {
             while self.idle.len() > self.limits.min_idle
-                && self
-                    .idle
-                    .front()
-                    .is_some_and(|i| now >= i.meta.last_used + idle_timeout)
+                && self.idle.front().is_some_and(|i| {
+                    now.saturating_duration_since(i.meta.last_used) >= idle_timeout
+                })
             {
                 let Idle { object, meta } = self.idle.pop_front().expect("checked non-empty");
                 self.close_object(object, meta, CloseReason::IdleTimeout);
@@ -711,7 +710,7 @@ impl<T, E, W> PoolState<T, E, W> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let idle_deadline = match (self.limits.idle_timeout, self.idle.front()) {
             (Some(timeout), Some(front)) if self.idle.len() > self.limits.min_idle => {
-                Some(front.meta.last_used + timeout)
+                front.meta.last_used.checked_add(timeout)
             }
             _ => None,
         };
@@ -734,7 +733,7 @@ impl<T, E, W> PoolState<T, E, W> {
     fn outlived(&self, meta: &ObjectMeta, now: Instant) -> bool {
         self.limits
             .max_lifetime
-            .is_some_and(|l| now >= meta.created_at + l)
+            .is_some_and(|l| now.saturating_duration_since(meta.created_at) >= l)
     }
 
     /// Counts a checkout as its borrower collects it.
@@ -777,12 +776,11 @@ impl<T, E, W> PoolState<T, E, W> {
     }
 
     fn push_idle(&mut self, object: T, meta: ObjectMeta) {
-        if let Some(lifetime) = self.limits.max_lifetime {
-            let deadline = meta.created_at + lifetime;
-            self.next_lifetime_sweep = Some(
-                self.next_lifetime_sweep
-                    .map_or(deadline, |at| at.min(deadline)),
-            );
+        // A deadline past what `Instant` can hold never comes.
+        let deadline = (self.limits.max_lifetime).and_then(|l| meta.created_at.checked_add(l));
+        if let Some(deadline) = deadline {
+            let sweep = self.next_lifetime_sweep.get_or_insert(deadline);
+            *sweep = (*sweep).min(deadline);
         }
         self.idle.push_back(Idle { object, meta });
     }
@@ -865,7 +863,11 @@ impl<T, E, W> PoolState<T, E, W> {
             }
         }
         if let Some(lifetime) = self.limits.max_lifetime {
-            let earliest = self.idle.iter().map(|i| i.meta.created_at + lifetime).min();
+            let earliest = self
+                .idle
+                .iter()
+                .filter_map(|i| i.meta.created_at.checked_add(lifetime))
+                .min();
             if earliest.is_some_and(|e| self.next_lifetime_sweep.is_none_or(|at| at > e)) {
                 return Err("the lifetime sweep is due later than an idle object expires".into());
             }

@@ -2,7 +2,9 @@
 //! which objects it created, which are lent out right now (lending one object
 //! to two borrowers at once panics), how often each was closed, which are
 //! "dead". Creation can be made to fail, to panic, to take a while, or to wait
-//! at a gate that the test opens; closing can be made to fail.
+//! at a gate that the test opens; closing can be made to fail. With
+//! [`Counting::inject_faults`], creations fail at random and take a random
+//! time, drawn from a seeded generator (for the soak test).
 //!
 //! The factory is `Clone`: every clone shares the same books, so a test keeps
 //! one clone as its control handle and gives another to the pool.
@@ -66,6 +68,36 @@ struct Shared {
     delay: Mutex<Duration>,
     /// While `Some`, each creation waits for a permit of this semaphore.
     gate: Mutex<Option<Arc<Semaphore>>>,
+    /// Random creation failures and delays, when set.
+    faults: Mutex<Option<Faults>>,
+}
+
+/// Random faults of creation: each creation fails with probability
+/// `fail_permille / 1000` and first takes a time drawn evenly from
+/// `0..=max_delay`, both drawn from a seeded xorshift generator.
+#[derive(Debug)]
+struct Faults {
+    state: u64,
+    fail_permille: u64,
+    max_delay: Duration,
+}
+
+impl Faults {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// (fail, delay) for one creation.
+    fn draw(&mut self) -> (bool, Duration) {
+        let fail = self.next() % 1000 < self.fail_permille;
+        let micros = self.max_delay.as_micros() as u64;
+        let delay = Duration::from_micros(self.next() % (micros + 1));
+        (fail, delay)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -195,6 +227,18 @@ impl<R: Runtime> Counting<R> {
         }
     }
 
+    /// From now on each creation fails with probability `fail_permille /
+    /// 1000` and first takes a random time up to `max_delay`, drawn from a
+    /// generator seeded with `seed` (the draws come in the order the
+    /// creations start).
+    pub fn inject_faults(&self, seed: u64, fail_permille: u64, max_delay: Duration) {
+        *lock(&self.shared.faults) = Some(Faults {
+            state: seed | 1,
+            fail_permille,
+            max_delay,
+        });
+    }
+
     /// Marks object `id` dead: `is_alive` says false from now on.
     pub fn kill(&self, id: u64) {
         self.book().dead.insert(id);
@@ -248,7 +292,10 @@ impl<R: Runtime> Factory for Counting<R> {
             shared,
             done: false,
         };
-        let delay = *lock(&shared.delay);
+        let (injected_failure, injected_delay) = lock(&shared.faults)
+            .as_mut()
+            .map_or((false, Duration::ZERO), Faults::draw);
+        let delay = *lock(&shared.delay) + injected_delay;
         if !delay.is_zero() {
             self.runtime.sleep(delay).await;
         }
@@ -263,7 +310,8 @@ impl<R: Runtime> Factory for Counting<R> {
         if take_one(&shared.panic_next) {
             panic!("the test factory panics in create, as asked");
         }
-        if shared.fail_all.load(Ordering::SeqCst) || take_one(&shared.fail_next) {
+        if injected_failure || shared.fail_all.load(Ordering::SeqCst) || take_one(&shared.fail_next)
+        {
             return Err(TestError("create failed"));
         }
         let mut book = lock(&shared.book);

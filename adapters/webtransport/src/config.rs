@@ -79,6 +79,14 @@ impl ClientOptions {
 
     /// Builds the `ClientConfig`.
     pub fn build(&self) -> Result<ClientConfig, WebTransportError> {
+        // QUIC reads an idle timeout of 0 as "none" (RFC 9000, 18.2), and a
+        // keep-alive of 0 would ping without pause: `None` says "off".
+        if self.max_idle_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(WebTransportError::InvalidIdleTimeout(self.max_idle_timeout));
+        }
+        if self.keep_alive_interval.is_some_and(|t| t.is_zero()) {
+            return Err(WebTransportError::InvalidKeepAlive(Duration::ZERO));
+        }
         let builder = ClientConfig::builder();
         let builder = match self.bind {
             Some(address) => builder.with_bind_address(address),

@@ -3,7 +3,9 @@
 //!
 //! It runs on a small tokio runtime of its own, so it serves the same from a
 //! tokio program, a smol program or a plain thread, and it can be made to
-//! vanish without a word (to show how fast a dead peer is noticed).
+//! vanish without a word (to show how fast a dead peer is noticed) or to stop
+//! accepting new connections for a while (to show that handshakes time out
+//! cleanly).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -57,6 +59,7 @@ pub struct EchoServer {
     identity: Arc<Identity>,
     stop_accepting: Option<oneshot::Sender<()>>,
     close_sessions: watch::Sender<u64>,
+    accepting: watch::Sender<bool>,
     stats: Arc<Stats>,
 }
 
@@ -96,10 +99,12 @@ impl EchoServer {
         let address = endpoint.local_addr()?;
         let (stop_accepting, stopped) = oneshot::channel();
         let (close_sessions, _) = watch::channel(0);
+        let (accepting, accepting_now) = watch::channel(true);
         let stats = Arc::new(Stats::default());
         runtime.spawn(accept_loop(
             endpoint.clone(),
             stopped,
+            accepting_now,
             Policy {
                 path: options.path.clone(),
                 max_sessions: options.max_sessions,
@@ -115,6 +120,7 @@ impl EchoServer {
             identity,
             stop_accepting: Some(stop_accepting),
             close_sessions,
+            accepting,
             stats,
         })
     }
@@ -162,6 +168,17 @@ impl EchoServer {
             .send_modify(|generation| *generation += 1);
     }
 
+    /// Stops (`false`) or resumes (`true`) accepting new connections, as a
+    /// server whose accept loop is stuck would. While stopped, the socket
+    /// stays open and sessions already open go on, but a new connection is
+    /// left unanswered: its handshake never completes, and the client gives
+    /// up after its own timeout. Once resumed, new connections are served
+    /// again (a connection attempt that arrived meanwhile may be taken up
+    /// late, after its client gave up on it).
+    pub fn set_accepting(&self, accepting: bool) {
+        self.accepting.send_replace(accepting);
+    }
+
     /// Stops accepting, closes every connection with a CONNECTION_CLOSE and
     /// waits (at most a second) until the peers were told.
     pub async fn stop(mut self) {
@@ -205,18 +222,36 @@ struct Policy {
     max_sessions: Option<usize>,
 }
 
-/// Accepts sessions until told to stop. The accept future is dropped before
-/// the endpoint is closed: a pending `accept()` panics once its endpoint closes.
+/// Accepts sessions until told to stop, while `accepting` says so. The
+/// accept future is dropped before the endpoint is closed: a pending
+/// `accept()` panics once its endpoint closes.
 async fn accept_loop(
     endpoint: Arc<Endpoint<Server>>,
     mut stopped: oneshot::Receiver<()>,
+    mut accepting: watch::Receiver<bool>,
     policy: Policy,
     close_sessions: watch::Sender<u64>,
     stats: Arc<Stats>,
 ) {
     loop {
+        if !*accepting.borrow_and_update() {
+            // Paused: wait to be resumed (or stopped), accepting nothing.
+            tokio::select! {
+                changed = accepting.changed() => match changed {
+                    Ok(()) => continue,
+                    Err(_) => return,
+                },
+                _ = &mut stopped => return,
+            }
+        }
         let incoming = tokio::select! {
             incoming = endpoint.accept() => incoming,
+            // Paused meanwhile: quinn's accept is cancel-safe, so dropping
+            // it loses no connection.
+            changed = accepting.changed() => match changed {
+                Ok(()) => continue,
+                Err(_) => return,
+            },
             _ = &mut stopped => return,
         };
         tokio::spawn(serve_session(

@@ -19,9 +19,14 @@ pub enum WebTransportError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The idle timeout cannot be expressed in QUIC.
-    #[error("invalid QUIC idle timeout {0:?}")]
+    /// The idle timeout is zero (QUIC would read it as none) or too large for QUIC.
+    #[error(
+        "invalid QUIC idle timeout {0:?}: it must be above zero and fit QUIC (use None for no timeout)"
+    )]
     InvalidIdleTimeout(Option<Duration>),
+    /// A keep-alive interval of zero (use `None` for no keep-alive).
+    #[error("invalid keep-alive interval {0:?}: use None for no keep-alive")]
+    InvalidKeepAlive(Duration),
     /// The client endpoint (its UDP socket) could not be set up.
     #[error("could not set up the client endpoint: {0}")]
     Endpoint(#[source] std::io::Error),

@@ -206,23 +206,32 @@ impl<R: TransportRuntime> ConnectionPool<R> {
     }
 }
 
-/// `https://host:port/path`, with an IPv6 host in brackets.
+/// `https://host:port/path`, with an IPv6 host in brackets. A host that
+/// holds anything but a name or an address (a `/`, `?`, `#`, `@`, `:`,
+/// blanks…) is refused rather than allowed to move the target.
 fn url_of(host: &str, port: u16, path: &str) -> Result<Url, WebTransportError> {
-    let given = format!("host {host:?}, port {port}, path {path:?}");
-    let invalid = |reason: String| WebTransportError::InvalidUrl {
-        url: given.clone(),
-        reason,
+    let invalid = |reason: &str| WebTransportError::InvalidUrl {
+        url: format!("https://{host}:{port}{path}"),
+        reason: reason.to_owned(),
     };
-    if host.is_empty() {
-        return Err(invalid("the host is empty".into()));
-    }
     let host = if host.parse::<std::net::Ipv6Addr>().is_ok() {
         format!("[{host}]")
-    } else {
+    } else if !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-._".contains(c))
+    {
         host.to_owned()
+    } else {
+        return Err(invalid("the host must be a name or an IP address"));
     };
     let path = path.strip_prefix('/').unwrap_or(path);
-    Url::parse(&format!("https://{host}:{port}/{path}")).map_err(|e| invalid(e.to_string()))
+    let url = Url::parse(&format!("https://{host}:{port}/{path}"))
+        .map_err(|e| invalid(&e.to_string()))?;
+    if url.port_or_known_default() != Some(port) {
+        return Err(invalid("the path moves the port"));
+    }
+    Ok(url)
 }
 
 impl<R: TransportRuntime> Deref for ConnectionPool<R> {

@@ -1,0 +1,345 @@
+//! WebTransport workloads against the loopback echo server
+//! ([`EchoServer`](wtpool_tokio::echo::EchoServer) on 127.0.0.1, never any
+//! other address), on tokio: 64-byte echo requests, `CLIENTS` at a time.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use url::Url;
+use wtpool_tokio::wtransport::tls::Sha256Digest;
+use wtpool_tokio::wtransport::{Connection, RecvStream, SendStream, VarInt};
+use wtpool_tokio::{ClientEndpoint, ClientOptions, SessionPool, StreamPool};
+
+/// The longest one request may take before it counts as an error (so that a
+/// lost packet cannot hang the table).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Requests in flight at once, and the size of the pools.
+pub const CLIENTS: usize = 16;
+/// Bytes in each echo message.
+pub const MESSAGE: usize = 64;
+
+/// What one workload measured.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    /// Requests (or acquires) that succeeded, with their latencies, sorted.
+    pub latencies: Vec<Duration>,
+    pub errors: usize,
+    pub elapsed: Duration,
+    pub first_error: Option<String>,
+}
+
+impl Sample {
+    pub fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn percentile(&self, p: f64) -> Duration {
+        super::percentile(&self.latencies, p).unwrap_or_default()
+    }
+}
+
+/// Where the echo server is, and how to trust it.
+#[derive(Clone)]
+pub struct Target {
+    pub url: Url,
+    pub hash: Sha256Digest,
+}
+
+impl Target {
+    pub fn options(&self) -> ClientOptions {
+        ClientOptions::default().with_certificate_hash(self.hash.clone())
+    }
+
+    /// A fresh client endpoint (one UDP socket). Inside the tokio runtime.
+    pub fn endpoint(&self) -> ClientEndpoint {
+        wtpool_tokio::client_endpoint(&self.options()).expect("a client endpoint")
+    }
+}
+
+/// Runs `requests` calls of `request`, one worker task per state in `states`
+/// (each worker owns its state and hands it to each request it makes).
+pub async fn drive<S, F, Fut>(states: Vec<S>, requests: usize, request: F) -> Sample
+where
+    S: Send + 'static,
+    F: Fn(S) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = (S, Result<(), String>)> + Send,
+{
+    let request = Arc::new(request);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let workers: Vec<_> = states
+        .into_iter()
+        .map(|mut state| {
+            let (request, next) = (request.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(requests);
+                let mut errors = Vec::new();
+                while next.fetch_add(1, Ordering::Relaxed) < requests {
+                    let begun = Instant::now();
+                    let Ok((back, result)) =
+                        tokio::time::timeout(REQUEST_TIMEOUT, request(state)).await
+                    else {
+                        // The worker's state went with the request: it stops.
+                        errors.push(format!("no answer within {REQUEST_TIMEOUT:?}"));
+                        break;
+                    };
+                    state = back;
+                    match result {
+                        Ok(()) => latencies.push(begun.elapsed()),
+                        Err(error) => errors.push(error),
+                    }
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut sample = Sample::default();
+    for worker in workers {
+        let (latencies, errors) = worker.await.expect("a worker");
+        sample.latencies.extend(latencies);
+        sample.errors += errors.len();
+        if sample.first_error.is_none() {
+            sample.first_error = errors.into_iter().next();
+        }
+    }
+    sample.elapsed = start.elapsed();
+    sample.latencies.sort();
+    sample
+}
+
+fn text<E: std::fmt::Display>(error: E) -> String {
+    error.to_string()
+}
+
+/// A new stream on `session`: the message, finish, the echo read to its end.
+pub async fn echo_on_new_stream(session: &Connection, message: &[u8]) -> Result<(), String> {
+    let (mut send, mut recv) = session.open_bi().await.map_err(text)?.await.map_err(text)?;
+    send.write_all(message).await.map_err(text)?;
+    send.finish().await.map_err(text)?;
+    let mut echoed = Vec::with_capacity(message.len());
+    let mut chunk = [0u8; 1024];
+    while let Some(n) = recv.read(&mut chunk).await.map_err(text)? {
+        echoed.extend_from_slice(&chunk[..n]);
+    }
+    check(message, &echoed)
+}
+
+fn check(sent: &[u8], echoed: &[u8]) -> Result<(), String> {
+    if sent == echoed {
+        Ok(())
+    } else {
+        Err(format!(
+            "sent {} bytes, got {} back",
+            sent.len(),
+            echoed.len()
+        ))
+    }
+}
+
+fn message() -> Arc<Vec<u8>> {
+    Arc::new(vec![b'w'; MESSAGE])
+}
+
+/// A new connection (QUIC + TLS + WebTransport handshake) per request, from
+/// one client endpoint, closed after the echo.
+pub async fn new_connection_per_request(target: Target, requests: usize) -> Sample {
+    let endpoint = target.endpoint();
+    let message = message();
+    let url = target.url.to_string();
+    let states = vec![(); CLIENTS];
+    drive(states, requests, move |()| {
+        let (endpoint, url, message) = (endpoint.clone(), url.clone(), message.clone());
+        async move {
+            let result = async {
+                let session = endpoint.connect(url).await.map_err(text)?;
+                let result = echo_on_new_stream(&session, &message).await;
+                session.close(VarInt::from_u32(0), b"done");
+                result
+            }
+            .await;
+            ((), result)
+        }
+    })
+    .await
+}
+
+/// `CLIENTS` sessions opened beforehand, one per worker, a new stream per
+/// request: the floor under a SessionPool.
+pub async fn open_sessions_no_pool(target: Target, requests: usize) -> Sample {
+    let endpoint = target.endpoint();
+    let mut sessions = Vec::new();
+    for _ in 0..CLIENTS {
+        sessions.push(
+            endpoint
+                .connect(target.url.to_string())
+                .await
+                .expect("a session"),
+        );
+    }
+    let message = message();
+    let sample = drive(sessions.clone(), requests, move |session: Connection| {
+        let message = message.clone();
+        async move {
+            let result = echo_on_new_stream(&session, &message).await;
+            (session, result)
+        }
+    })
+    .await;
+    for session in sessions {
+        session.close(VarInt::from_u32(0), b"done");
+    }
+    sample
+}
+
+/// A SessionPool of `CLIENTS` sessions (filled beforehand), `CLIENTS`
+/// workers, a new stream per request on a pooled session.
+pub async fn session_pool(target: Target, requests: usize) -> Sample {
+    let pool = SessionPool::new(target.endpoint(), target.url.clone(), CLIENTS).expect("a pool");
+    let warm = futures::future::join_all((0..CLIENTS).map(|_| pool.acquire())).await;
+    assert!(warm.iter().all(Result::is_ok), "the pool fills");
+    drop(warm);
+    let message = message();
+    let sample = drive(vec![pool.clone(); CLIENTS], requests, move |pool| {
+        let message = message.clone();
+        async move {
+            let result = async {
+                let session = pool.acquire().await.map_err(text)?;
+                echo_on_new_stream(&session, &message).await
+            }
+            .await;
+            (pool, result)
+        }
+    })
+    .await;
+    let _ = pool.close().await;
+    sample
+}
+
+/// `CLIENTS` streams opened beforehand on one session, one per worker, a
+/// message and its echo per request: the floor under a StreamPool.
+pub async fn open_streams_no_pool(target: Target, requests: usize) -> Sample {
+    let endpoint = target.endpoint();
+    let session = endpoint
+        .connect(target.url.to_string())
+        .await
+        .expect("a session");
+    let mut streams: Vec<(SendStream, RecvStream)> = Vec::new();
+    for _ in 0..CLIENTS {
+        streams.push(
+            session
+                .open_bi()
+                .await
+                .expect("a stream")
+                .await
+                .expect("a stream"),
+        );
+    }
+    let message = message();
+    let sample = drive(streams, requests, move |(mut send, mut recv)| {
+        let message = message.clone();
+        async move {
+            let result = async {
+                send.write_all(&message).await.map_err(text)?;
+                let mut echoed = vec![0u8; message.len()];
+                recv.read_exact(&mut echoed).await.map_err(text)?;
+                check(&message, &echoed)
+            }
+            .await;
+            ((send, recv), result)
+        }
+    })
+    .await;
+    session.close(VarInt::from_u32(0), b"done");
+    sample
+}
+
+/// A StreamPool of `CLIENTS` streams on one session (filled beforehand),
+/// `CLIENTS` workers, a message and its echo on a pooled stream per request.
+pub async fn stream_pool(target: Target, requests: usize) -> Sample {
+    let endpoint = target.endpoint();
+    let session = endpoint
+        .connect(target.url.to_string())
+        .await
+        .expect("a session");
+    let pool = StreamPool::new(session.clone(), CLIENTS).expect("a pool");
+    let warm = futures::future::join_all((0..CLIENTS).map(|_| pool.acquire())).await;
+    assert!(warm.iter().all(Result::is_ok), "the pool fills");
+    drop(warm);
+    let message = message();
+    let sample = drive(vec![pool.clone(); CLIENTS], requests, move |pool| {
+        let message = message.clone();
+        async move {
+            let result = async {
+                let mut stream = pool.acquire().await.map_err(text)?;
+                stream.write_all(&message).await.map_err(text)?;
+                let mut echoed = vec![0u8; message.len()];
+                stream.read_exact(&mut echoed).await.map_err(text)?;
+                check(&message, &echoed)
+            }
+            .await;
+            (pool, result)
+        }
+    })
+    .await;
+    let _ = pool.close().await;
+    session.close(VarInt::from_u32(0), b"done");
+    sample
+}
+
+/// `burst` acquires at once on a fresh SessionPool of `burst` sessions (a
+/// fresh endpoint too): every acquire needs a handshake of its own. With
+/// `capped`, the WebTransport pools' default cap on creations in flight
+/// ([`DEFAULT_CAP`]); without, every handshake starts at once. Latency is from the start of the burst to the
+/// acquire's return.
+pub async fn cold_burst(target: Target, burst: usize, capped: bool) -> Sample {
+    let pool = SessionPool::builder(target.endpoint(), target.url.clone(), burst)
+        .expect("a builder")
+        .options(|options| {
+            if capped {
+                options
+            } else {
+                options.max_creating(usize::MAX)
+            }
+        })
+        .build()
+        .expect("a pool");
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..burst)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let session = tokio::time::timeout(3 * REQUEST_TIMEOUT, pool.acquire())
+                    .await
+                    .map_err(|_| format!("no session within {:?}", 3 * REQUEST_TIMEOUT))
+                    .and_then(|session| session.map_err(text));
+                (start.elapsed(), session)
+            })
+        })
+        .collect();
+    let mut sample = Sample::default();
+    let mut held = Vec::new();
+    for task in tasks {
+        let (latency, session) = task.await.expect("a task");
+        match session {
+            Ok(session) => {
+                sample.latencies.push(latency);
+                held.push(session);
+            }
+            Err(error) => {
+                sample.errors += 1;
+                sample.first_error.get_or_insert(error);
+            }
+        }
+    }
+    sample.elapsed = start.elapsed();
+    sample.latencies.sort();
+    drop(held);
+    let _ = pool.close().await;
+    sample
+}
+
+/// The cap the capped burst runs with.
+pub const DEFAULT_CAP: usize = wtpool_webtransport::DEFAULT_MAX_CREATING;
