@@ -36,7 +36,14 @@ pub(crate) enum CreateFailure<E> {
 
 type State<F> =
     PoolState<<F as Factory>::Object, CreateFailure<<F as Factory>::Error>, Option<Waker>>;
-type Actions<F> = Vec<Action<<F as Factory>::Object, Option<Waker>>>;
+type Actions<F> = Drained<Action<<F as Factory>::Object, Option<Waker>>>;
+
+/// The actions of one input. Most inputs have none or one: that one is kept
+/// inline, so that draining allocates nothing for them.
+pub(crate) struct Drained<A> {
+    first: Option<A>,
+    rest: Vec<A>,
+}
 
 /// A pool of `F`'s objects, driven on the runtime `R`.
 ///
@@ -71,6 +78,10 @@ pub(crate) struct Inner<F: Factory, R: Runtime> {
     /// Wakes the upkeep task when the machine's next deadline comes earlier
     /// than the one it sleeps until.
     upkeep_wake: Event,
+    /// Whether `acquire` needs the time (only with `max_lifetime`).
+    clock_on_acquire: bool,
+    /// Passed to the machine's `acquire` as the time when it is not needed.
+    epoch: Instant,
 }
 
 /// What the lock guards.
@@ -83,7 +94,12 @@ struct Locked<F: Factory> {
 impl<F: Factory> Locked<F> {
     /// The machine's pending actions.
     fn drain(&mut self) -> Actions<F> {
-        std::iter::from_fn(|| self.machine.poll_action()).collect()
+        let first = self.machine.poll_action();
+        let rest = match first {
+            Some(_) => std::iter::from_fn(|| self.machine.poll_action()).collect(),
+            None => Vec::new(),
+        };
+        Drained { first, rest }
     }
 }
 
@@ -136,6 +152,7 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
             || limits.idle_timeout.is_some()
             || limits.max_lifetime.is_some()
             || timing.idle_check_interval.is_some();
+        let clock_on_acquire = limits.max_lifetime.is_some();
         let inner = Arc::new(Inner {
             locked: Mutex::new(Locked {
                 machine: PoolState::new(limits)?,
@@ -146,6 +163,8 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
             timing,
             upkeep,
             upkeep_wake: Event::new(),
+            clock_on_acquire,
+            epoch: Instant::now(),
         });
         // The creations that fill `min_idle`, if any.
         inner.with_state(|_| ());
@@ -176,13 +195,24 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
     /// waiter. A creation started for the caller goes on in its own task.
     pub async fn acquire(&self) -> Result<Pooled<F, R>, PoolError<F::Error>> {
         let inner = &self.inner;
-        let first = inner.with_state(|state| {
-            state.acquire(
-                Instant::now(),
-                |object| inner.factory.is_alive(object),
-                || None,
-            )
-        });
+        // The machine reads `now` at checkout only for `max_lifetime`.
+        let now = if inner.clock_on_acquire {
+            Instant::now()
+        } else {
+            inner.epoch
+        };
+        // Queued, the caller's waker is registered in the same input, so that
+        // the wait's first poll need not take the lock again to register it.
+        let first = std::future::poll_fn(|cx| {
+            Poll::Ready(inner.with_state(|state| {
+                state.acquire(
+                    now,
+                    |object| inner.factory.is_alive(object),
+                    || Some(cx.waker().clone()),
+                )
+            }))
+        })
+        .await;
         let waiter = match first {
             Acquire::Ready(checkout) => return Ok(Pooled::new(self.clone(), checkout)),
             Acquire::Closed => return Err(PoolError::Closed),
@@ -191,6 +221,7 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
         let mut wait = Wait {
             inner,
             waiter: Some(waiter),
+            registered: true,
         };
         let served = match timeout(&inner.runtime, inner.timing.wait_timeout, &mut wait).await {
             Some(served) => served,
@@ -342,6 +373,14 @@ pub(crate) trait Driver<F: Factory> {
     /// closed in spawned tasks.
     fn perform(&self, actions: Actions<F>, inline: impl Fn(&ObjectMeta) -> bool) -> Vec<F::Object>;
 
+    /// Carries out one action (see `perform`).
+    fn perform_one(
+        &self,
+        action: Action<F::Object, Option<Waker>>,
+        inline: &impl Fn(&ObjectMeta) -> bool,
+        kept: &mut Vec<F::Object>,
+    );
+
     /// Starts a creation in a task of its own.
     fn spawn_create(&self, ticket: CreateTicket);
 
@@ -368,22 +407,34 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
     }
 
     fn perform(&self, actions: Actions<F>, inline: impl Fn(&ObjectMeta) -> bool) -> Vec<F::Object> {
+        let Drained { first, rest } = actions;
         let mut kept = Vec::new();
-        for action in actions {
-            match action {
-                Action::Wake(waker) => waker.into_iter().for_each(Waker::wake),
-                Action::Create(ticket) => self.spawn_create(ticket),
-                Action::Close { object, meta, .. } if inline(&meta) => kept.push(object),
-                Action::Close { object, .. } => {
-                    let inner = self.clone();
-                    self.runtime.spawn(async move {
-                        // Nobody waits for this close: its error is only counted.
-                        let _ = inner.close_now(Some(object)).await;
-                    });
-                }
-            }
+        let Some(first) = first else { return kept };
+        self.perform_one(first, &inline, &mut kept);
+        for action in rest {
+            self.perform_one(action, &inline, &mut kept);
         }
         kept
+    }
+
+    fn perform_one(
+        &self,
+        action: Action<F::Object, Option<Waker>>,
+        inline: &impl Fn(&ObjectMeta) -> bool,
+        kept: &mut Vec<F::Object>,
+    ) {
+        match action {
+            Action::Wake(waker) => waker.into_iter().for_each(Waker::wake),
+            Action::Create(ticket) => self.spawn_create(ticket),
+            Action::Close { object, meta, .. } if inline(&meta) => kept.push(object),
+            Action::Close { object, .. } => {
+                let inner = self.clone();
+                self.runtime.spawn(async move {
+                    // Nobody waits for this close: its error is only counted.
+                    let _ = inner.close_now(Some(object)).await;
+                });
+            }
+        }
     }
 
     fn spawn_create(&self, ticket: CreateTicket) {
@@ -414,8 +465,9 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
         close_inline: bool,
     ) -> Option<F::Object> {
         let id = checkout.meta().id;
+        let now = Instant::now();
         let (released, actions) =
-            self.with_state_deferred(|state| state.release(checkout, Instant::now(), alive));
+            self.with_state_deferred(|state| state.release(checkout, now, alive));
         released.expect("a guard holds a checkout of its own pool");
         self.perform(actions, |meta| close_inline && meta.id == id)
             .pop()
@@ -468,6 +520,9 @@ impl<F: Factory, R: Runtime> Drop for Creation<F, R> {
 struct Wait<'a, F: Factory, R: Runtime> {
     inner: &'a Arc<Inner<F, R>>,
     waiter: Option<WaiterId>,
+    /// Queued in this very poll, with this poll's waker: the first poll
+    /// returns `Pending` without looking (a hand-off meanwhile wakes it).
+    registered: bool,
 }
 
 impl<F: Factory, R: Runtime> Wait<'_, F, R> {
@@ -493,6 +548,9 @@ impl<F: Factory, R: Runtime> Future for Wait<'_, F, R> {
     type Output = Result<Checkout<F::Object>, PoolError<F::Error>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if std::mem::take(&mut self.registered) {
+            return Poll::Pending;
+        }
         let waiter = self.waiter.take().expect("polled after completion");
         let polled = self
             .inner

@@ -764,6 +764,12 @@ impl<T, E, W> PoolState<T, E, W> {
             self.close_object(object, meta, reason);
             return;
         }
+        if self.waiters.waiting() == 0 {
+            // Nobody waits (the common case): straight to the idle list,
+            // without wrapping the object in a checkout and back.
+            self.push_idle(object, meta);
+            return;
+        }
         let checkout = self.checkout(object, meta);
         match self.waiters.serve_oldest(Ok(checkout)) {
             Ok(payload) => {
