@@ -1,7 +1,7 @@
 //! Integration tests of the async pool, on both runtimes.
 //!
 //! Every scenario is written once, as an `async fn` generic over the runtime,
-//! and the `scenarios!` macro at the bottom expands it into two tests:
+//! and the `scenarios!` macro (tests/support/harness.rs) expands it into two tests:
 //! `on_tokio::<name>` (a multi-thread tokio runtime with 2 workers) and
 //! `on_smol::<name>` (`smol::block_on`, the pool's own tasks on smol's global
 //! executor and the tests' tasks on a 2-thread executor of their own).
@@ -16,28 +16,30 @@
 //! bound, in `min_idle_refill_retry_follows_the_backoff`, is 7 times the
 //! expected 100 ms).
 //!
-//! The scenarios whose doc starts with "Pool bug:" fail against the pool as it
-//! is; each names the bug it shows.
+//! The scenarios whose doc starts with "Regression:" once failed; each names
+//! the bug it caught (fixed since).
 
 #[path = "support/counting.rs"]
 mod counting;
+#[macro_use]
+#[path = "support/harness.rs"]
+mod harness;
 
-use std::future::{Future, poll_fn};
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::pin::{Pin, pin};
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures::future::{Either, join, join_all, select};
+use futures::future::{join, join_all};
 use futures::poll;
 use tokio::sync::Semaphore;
-use wtpool::{ConfigError, Pool, PoolError, Runtime, Status, TimeoutKind};
+use wtpool::{ConfigError, Pool, PoolError, Status, TimeoutKind};
 use wtpool_smol::Smol;
 use wtpool_tokio::Tokio;
 
 use counting::{Counting, TestError};
+use harness::{Task, TestRuntime};
 
 // ----- the harness -----
 
@@ -47,100 +49,8 @@ type Outcome = Result<u64, PoolError<TestError>>;
 
 /// How long a `wait_*` helper waits for a state before failing the test.
 const PATIENCE: Duration = Duration::from_secs(5);
-/// How long a whole scenario may run before it is declared hung.
-const SCENARIO_DEADLINE: Duration = Duration::from_secs(20);
 /// A timeout that never runs out within a test.
 const LONG: Duration = Duration::from_secs(60);
-
-/// A runtime the scenarios run on: the pool's runtime, plus a way for the
-/// test itself to spawn tasks.
-trait TestRuntime: Runtime + Default {
-    fn spawn_task<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T>;
-}
-
-/// A spawned test task. Awaiting it gives its output (a panic in it is
-/// resumed here); dropping it cancels it, on both runtimes.
-enum Task<T> {
-    Tokio(tokio::task::JoinHandle<T>),
-    Smol(smol::Task<T>),
-}
-
-impl<T> Future for Task<T> {
-    type Output = T;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        match self.get_mut() {
-            Task::Tokio(handle) => match Pin::new(handle).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Ok(output)) => Poll::Ready(output),
-                Poll::Ready(Err(error)) if error.is_panic() => resume_unwind(error.into_panic()),
-                Poll::Ready(Err(error)) => panic!("test task ended early: {error}"),
-            },
-            Task::Smol(task) => Pin::new(task).poll(cx),
-        }
-    }
-}
-
-impl<T> Drop for Task<T> {
-    fn drop(&mut self) {
-        if let Task::Tokio(handle) = self {
-            handle.abort();
-        }
-    }
-}
-
-impl TestRuntime for Tokio {
-    fn spawn_task<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
-        Task::Tokio(tokio::spawn(future))
-    }
-}
-
-impl TestRuntime for Smol {
-    fn spawn_task<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
-        Task::Smol(test_executor().spawn(future))
-    }
-}
-
-/// The executor of the smol tests' own tasks: two threads, apart from smol's
-/// global executor where the pool spawns its creations and closes.
-fn test_executor() -> &'static smol::Executor<'static> {
-    static EXECUTOR: OnceLock<&'static smol::Executor<'static>> = OnceLock::new();
-    EXECUTOR.get_or_init(|| {
-        let executor: &'static smol::Executor<'static> = Box::leak(Box::default());
-        for n in 0..2 {
-            std::thread::Builder::new()
-                .name(format!("smol-test-{n}"))
-                .spawn(move || {
-                    loop {
-                        let run = || smol::block_on(executor.run(std::future::pending::<()>()));
-                        let _ = catch_unwind(AssertUnwindSafe(run));
-                    }
-                })
-                .expect("spawn a test executor thread");
-        }
-        executor
-    })
-}
-
-fn run_tokio(scenario: impl Future<Output = ()>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build a tokio runtime");
-    runtime.block_on(within_deadline::<Tokio>(scenario));
-}
-
-fn run_smol(scenario: impl Future<Output = ()>) {
-    smol::block_on(within_deadline::<Smol>(scenario));
-}
-
-async fn within_deadline<R: TestRuntime>(scenario: impl Future<Output = ()>) {
-    let deadline = R::default().sleep(SCENARIO_DEADLINE);
-    if let Either::Right(_) = select(pin!(scenario), pin!(deadline)).await {
-        panic!("the scenario still runs after {SCENARIO_DEADLINE:?}: it hangs");
-    }
-}
 
 async fn sleep<R: TestRuntime>(ms: u64) {
     R::default().sleep(Duration::from_millis(ms)).await;
@@ -1069,7 +979,7 @@ async fn discard_closes_the_object<R: TestRuntime>() {
     assert_eq!(pool.acquire().await.unwrap().id, 2);
 }
 
-/// Pool bug: a close that fails in `discard` (or in `release` of a dead object)
+/// Regression: a close that fails in `discard` (or in `release` of a dead object)
 /// is returned to the caller but not counted in `Counters::close_failed`,
 /// while one that fails in a background close or in `Pool::close` is.
 async fn failed_discard_close_is_counted<R: TestRuntime>() {
@@ -1285,7 +1195,7 @@ async fn min_idle_is_prefilled_and_refilled<R: TestRuntime>() {
     assert_eq!(f.closes(detached.id), 0);
 }
 
-/// Pool bug: taking an idle object does not start the `min_idle` refill; it
+/// Regression: taking an idle object does not start the `min_idle` refill; it
 /// starts at the upkeep task's next tick, up to a second later.
 async fn min_idle_refill_starts_at_checkout<R: TestRuntime>() {
     let f = Counting::<R>::new();
@@ -1320,7 +1230,7 @@ async fn min_idle_refill_retries_after_failures<R: TestRuntime>() {
     assert_eq!(pool.counters().create_failed, 2);
 }
 
-/// Pool bug: a refill that fails is retried at the upkeep task's next tick (1 s
+/// Regression: a refill that fails is retried at the upkeep task's next tick (1 s
 /// with only `min_idle` set), not after the documented 100 ms back-off.
 async fn min_idle_refill_retry_follows_the_backoff<R: TestRuntime>() {
     let f = Counting::<R>::new();
@@ -1406,7 +1316,7 @@ async fn resize_up_lets_waiters_proceed<R: TestRuntime>() {
     assert_eq!(occupancy(s), (3, 0, 3, 0, 0));
 }
 
-/// Pool bug: after `resize` up, a pool whose `max_creating` was left at its
+/// Regression: after `resize` up, a pool whose `max_creating` was left at its
 /// default stays capped at the old `max_size` creations at a time.
 async fn resize_up_creates_for_all_waiters_at_once<R: TestRuntime>() {
     let f = Counting::<R>::new();
@@ -1651,7 +1561,7 @@ fn assert_pool_types<R: TestRuntime>() {
 fn pool_is_send_sync_clone_and_guard_is_send() {
     assert_pool_types::<Smol>();
     send_tokio_aliases();
-    run_tokio(async { assert_pool_types::<Tokio>() });
+    harness::run_tokio(async { assert_pool_types::<Tokio>() });
 }
 
 fn send_tokio_aliases() {
@@ -1664,30 +1574,6 @@ fn send_tokio_aliases() {
 }
 
 // ----- the tests, on both runtimes -----
-
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        /// Each scenario on a multi-thread tokio runtime with 2 workers.
-        mod on_tokio {
-            $(
-                #[test]
-                fn $name() {
-                    super::run_tokio(super::$name::<wtpool_tokio::Tokio>());
-                }
-            )*
-        }
-
-        /// Each scenario under `smol::block_on`.
-        mod on_smol {
-            $(
-                #[test]
-                fn $name() {
-                    super::run_smol(super::$name::<wtpool_smol::Smol>());
-                }
-            )*
-        }
-    };
-}
 
 scenarios!(
     acquire_creates_then_reuses,

@@ -21,18 +21,16 @@
 
 #[path = "support/counting.rs"]
 mod counting;
+#[macro_use]
+#[path = "support/harness.rs"]
+mod harness;
 
-use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::pin;
 use std::time::{Duration, Instant};
 
-use futures::future::{Either, select};
 use url::Url;
 use wtpool::{ConfigError, Pool, PoolError};
-use wtpool_smol::Smol;
-use wtpool_tokio::Tokio;
 use wtpool_webtransport::echo::{EchoServer, EchoServerOptions};
 use wtpool_webtransport::{
     ClientEndpoint, ClientOptions, ConnectionPool, SessionPool, StreamPool, TransportRuntime,
@@ -41,45 +39,14 @@ use wtpool_webtransport::{
 use wtransport::Connection;
 
 use counting::Counting;
+use harness::within;
 
 // ----- the harness -----
 
 type TestPool<R> = Pool<Counting<R>, R>;
 
-/// How long a whole scenario may run before it is declared hung.
-const SCENARIO_DEADLINE: Duration = Duration::from_secs(20);
 /// How long a `wait_until` waits for a state before failing the test.
 const PATIENCE: Duration = Duration::from_secs(3);
-
-fn run_tokio(scenario: impl Future<Output = ()>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build a tokio runtime");
-    runtime.block_on(within_deadline::<Tokio>(scenario));
-}
-
-fn run_smol(scenario: impl Future<Output = ()>) {
-    smol::block_on(within_deadline::<Smol>(scenario));
-}
-
-async fn within_deadline<R: TransportRuntime>(scenario: impl Future<Output = ()>) {
-    if within::<R, _>(SCENARIO_DEADLINE, scenario).await.is_none() {
-        panic!("the scenario still runs after {SCENARIO_DEADLINE:?}: it hangs");
-    }
-}
-
-/// Runs `future` for at most `limit`; `None` when the time ran out.
-async fn within<R: TransportRuntime, T>(
-    limit: Duration,
-    future: impl Future<Output = T>,
-) -> Option<T> {
-    match select(pin!(future), pin!(R::default().sleep(limit))).await {
-        Either::Left((output, _)) => Some(output),
-        Either::Right(((), _)) => None,
-    }
-}
 
 async fn wait_until<R: TransportRuntime>(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -585,30 +552,6 @@ async fn connection_pool_refuses_hosts_that_change_the_url<R: TransportRuntime>(
 }
 
 // ----- the tests, on both runtimes -----
-
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        /// Each scenario on a multi-thread tokio runtime with 2 workers.
-        mod on_tokio {
-            $(
-                #[test]
-                fn $name() {
-                    super::run_tokio(super::$name::<wtpool_tokio::Tokio>());
-                }
-            )*
-        }
-
-        /// Each scenario under `smol::block_on`.
-        mod on_smol {
-            $(
-                #[test]
-                fn $name() {
-                    super::run_smol(super::$name::<wtpool_smol::Smol>());
-                }
-            )*
-        }
-    };
-}
 
 scenarios!(
     zero_idle_check_interval_is_a_config_error,

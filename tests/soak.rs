@@ -40,22 +40,24 @@
 
 #[path = "support/counting.rs"]
 mod counting;
+#[path = "support/harness.rs"]
+mod harness;
 
 use std::future::Future;
 use std::ops::AddAssign;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::{Either, join_all, select};
-use wtpool::{Pool, PoolError, Runtime, Status, TimeoutKind};
+use wtpool::{Pool, PoolError, Status, TimeoutKind};
 use wtpool_smol::Smol;
 use wtpool_tokio::Tokio;
 
 use counting::{Counting, TestError};
+use harness::TestRuntime;
 
 /// Acquires in all, by all tasks.
 const OPERATIONS: usize = 100_000;
@@ -83,74 +85,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 type TestPool<R> = Pool<Counting<R>, R>;
 
-// ----- the runtimes -----
-
-/// A runtime the soak runs on: the pool's runtime, plus a way for the test
-/// itself to spawn tasks.
-trait TestRuntime: Runtime + Default {
-    const NAME: &'static str;
-    fn spawn_task<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T>;
-}
-
-/// A spawned test task; awaiting it gives its output (a panic in it is
-/// resumed here).
-enum Task<T> {
-    Tokio(tokio::task::JoinHandle<T>),
-    Smol(smol::Task<T>),
-}
-
-impl<T> Future for Task<T> {
-    type Output = T;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        match self.get_mut() {
-            Task::Tokio(handle) => match Pin::new(handle).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Ok(output)) => Poll::Ready(output),
-                Poll::Ready(Err(error)) if error.is_panic() => resume_unwind(error.into_panic()),
-                Poll::Ready(Err(error)) => panic!("a soak task ended early: {error}"),
-            },
-            Task::Smol(task) => Pin::new(task).poll(cx),
-        }
-    }
-}
-
-impl TestRuntime for Tokio {
-    const NAME: &'static str = "tokio";
-
-    fn spawn_task<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
-        Task::Tokio(tokio::spawn(future))
-    }
-}
-
-impl TestRuntime for Smol {
-    const NAME: &'static str = "smol";
-
-    fn spawn_task<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
-        Task::Smol(test_executor().spawn(future))
-    }
-}
-
-/// The executor of the smol soak's own tasks: two threads, apart from smol's
-/// global executor where the pool spawns its creations and closes.
-fn test_executor() -> &'static smol::Executor<'static> {
-    static EXECUTOR: OnceLock<&'static smol::Executor<'static>> = OnceLock::new();
-    EXECUTOR.get_or_init(|| {
-        let executor: &'static smol::Executor<'static> = Box::leak(Box::default());
-        for n in 0..2 {
-            std::thread::Builder::new()
-                .name(format!("smol-soak-{n}"))
-                .spawn(move || {
-                    loop {
-                        let run = || smol::block_on(executor.run(std::future::pending::<()>()));
-                        let _ = catch_unwind(AssertUnwindSafe(run));
-                    }
-                })
-                .expect("spawn a soak executor thread");
-        }
-        executor
-    })
-}
+// ----- the runtimes: tests/support/harness.rs -----
 
 async fn sleep<R: TestRuntime>(duration: Duration) {
     R::default().sleep(duration).await;

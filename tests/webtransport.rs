@@ -23,29 +23,30 @@
 //! The scenarios whose doc starts with "Regression:" once failed; each names
 //! the bug it caught.
 
+#[macro_use]
+#[path = "support/harness.rs"]
+mod harness;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::pin::{Pin, pin};
+use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::future::{Either, join_all, select};
 use url::Url;
 use wtpool::{ConfigError, Factory, Pool, PoolError, Status, TimeoutKind};
-use wtpool_smol::Smol;
-use wtpool_tokio::Tokio;
 use wtpool_webtransport::echo::{EchoServer, EchoServerOptions};
 use wtpool_webtransport::{
     ClientEndpoint, ClientOptions, ConnectionPool, DEFAULT_CREATE_TIMEOUT, DEFAULT_MAX_CREATING,
-    SessionFactory, SessionPool, Stream, StreamPool, TransportRuntime, WebTransportError,
-    client_endpoint,
+    SessionFactory, SessionPool, Stream, StreamPool, WebTransportError, client_endpoint,
 };
 use wtransport::tls::Sha256Digest;
 use wtransport::{Connection, Identity, VarInt};
+
+use harness::{TestRuntime, within};
 
 // ----- the harness -----
 
@@ -55,8 +56,6 @@ type Error = PoolError<WebTransportError>;
 
 /// How long a `wait_until` waits for a state before failing the test.
 const PATIENCE: Duration = Duration::from_secs(5);
-/// How long a whole scenario may run before it is declared hung.
-const SCENARIO_DEADLINE: Duration = Duration::from_secs(20);
 /// The QUIC idle timeout of the clients and the servers.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// The keep-alive interval of the clients and the servers.
@@ -71,103 +70,6 @@ const SHORT_CREATE_TIMEOUT: Duration = Duration::from_millis(500);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Slack on top of a timeout before a failure counts as late.
 const MARGIN: Duration = Duration::from_secs(4);
-
-/// A runtime the scenarios run on: the pools' runtime, plus a way for the
-/// test itself to spawn tasks.
-trait TestRuntime: TransportRuntime {
-    fn spawn_task<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T>;
-}
-
-/// A spawned test task. Awaiting it gives its output (a panic in it is
-/// resumed here); dropping it cancels it, on both runtimes.
-enum Task<T> {
-    Tokio(tokio::task::JoinHandle<T>),
-    Smol(smol::Task<T>),
-}
-
-impl<T> Future for Task<T> {
-    type Output = T;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        match self.get_mut() {
-            Task::Tokio(handle) => match Pin::new(handle).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Ok(output)) => Poll::Ready(output),
-                Poll::Ready(Err(error)) if error.is_panic() => resume_unwind(error.into_panic()),
-                Poll::Ready(Err(error)) => panic!("test task ended early: {error}"),
-            },
-            Task::Smol(task) => Pin::new(task).poll(cx),
-        }
-    }
-}
-
-impl<T> Drop for Task<T> {
-    fn drop(&mut self) {
-        if let Task::Tokio(handle) = self {
-            handle.abort();
-        }
-    }
-}
-
-impl TestRuntime for Tokio {
-    fn spawn_task<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
-        Task::Tokio(tokio::spawn(future))
-    }
-}
-
-impl TestRuntime for Smol {
-    fn spawn_task<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> Task<T> {
-        Task::Smol(test_executor().spawn(future))
-    }
-}
-
-/// The executor of the smol tests' own tasks: two threads, apart from smol's
-/// global executor where the pools spawn their creations and closes.
-fn test_executor() -> &'static smol::Executor<'static> {
-    static EXECUTOR: OnceLock<&'static smol::Executor<'static>> = OnceLock::new();
-    EXECUTOR.get_or_init(|| {
-        let executor: &'static smol::Executor<'static> = Box::leak(Box::default());
-        for n in 0..2 {
-            std::thread::Builder::new()
-                .name(format!("smol-test-{n}"))
-                .spawn(move || {
-                    loop {
-                        let run = || smol::block_on(executor.run(std::future::pending::<()>()));
-                        let _ = catch_unwind(AssertUnwindSafe(run));
-                    }
-                })
-                .expect("spawn a test executor thread");
-        }
-        executor
-    })
-}
-
-fn run_tokio(scenario: impl Future<Output = ()>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("build a tokio runtime");
-    runtime.block_on(within_deadline::<Tokio>(scenario));
-}
-
-fn run_smol(scenario: impl Future<Output = ()>) {
-    smol::block_on(within_deadline::<Smol>(scenario));
-}
-
-async fn within_deadline<R: TestRuntime>(scenario: impl Future<Output = ()>) {
-    if within::<R, _>(SCENARIO_DEADLINE, scenario).await.is_none() {
-        panic!("the scenario still runs after {SCENARIO_DEADLINE:?}: it hangs");
-    }
-}
-
-/// Runs `future` for at most `limit`; `None` when the time ran out.
-async fn within<R: TestRuntime, T>(limit: Duration, future: impl Future<Output = T>) -> Option<T> {
-    match select(pin!(future), pin!(R::default().sleep(limit))).await {
-        Either::Left((output, _)) => Some(output),
-        Either::Right(((), _)) => None,
-    }
-}
 
 async fn sleep<R: TestRuntime>(ms: u64) {
     R::default().sleep(Duration::from_millis(ms)).await;
@@ -1505,30 +1407,6 @@ async fn stream_pool_empties_when_the_session_dies<R: TestRuntime>() {
 }
 
 // ----- the tests, on both runtimes -----
-
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        /// Each scenario on a multi-thread tokio runtime with 2 workers.
-        mod on_tokio {
-            $(
-                #[test]
-                fn $name() {
-                    super::run_tokio(super::$name::<wtpool_tokio::Tokio>());
-                }
-            )*
-        }
-
-        /// Each scenario under `smol::block_on`.
-        mod on_smol {
-            $(
-                #[test]
-                fn $name() {
-                    super::run_smol(super::$name::<wtpool_smol::Smol>());
-                }
-            )*
-        }
-    };
-}
 
 scenarios!(
     session_pool_reuses_the_session,
