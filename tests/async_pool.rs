@@ -1442,18 +1442,6 @@ async fn foreign_release_goes_home<R: TestRuntime>() {
 
 // ----- stress -----
 
-/// xorshift64*
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 async fn stress<R: TestRuntime>() {
     const TASKS: usize = 32;
     const ROUNDS: usize = 200;
@@ -1465,10 +1453,10 @@ async fn stress<R: TestRuntime>() {
         .map(|t| {
             let (pool, f, done) = (pool.clone(), f.clone(), done.clone());
             R::spawn_task(async move {
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1));
+                let mut rng = fastrand::Rng::with_seed(t as u64 + 1);
                 let mut collected = 0u64;
                 for _ in 0..ROUNDS {
-                    let r = rng.next();
+                    let r = rng.u64(..);
                     let guard = if r & 0xf == 0 {
                         // An acquire given up after one poll.
                         let mut acquire = Box::pin(pool.acquire());

@@ -126,27 +126,13 @@ proptest! {
 // The fuzz target's path on stable: bytes -> (config, ops) -> run
 // ---------------------------------------------------------------------------
 
-/// A deterministic xorshift64 stream.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
-
 #[test]
 fn pseudo_random_byte_buffers() {
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let mut rng = fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15);
     let mut ran_ops = 0;
     for _ in 0..3000 {
-        let len = (rng.next() % 700) as usize;
-        let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let len = rng.usize(0..700);
+        let data: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
         if let Some((_, ops)) = ops::from_bytes(&data) {
             ran_ops += ops.len();
         }
@@ -182,9 +168,9 @@ fn bytes_decode_to_valid_configs_and_ops() {
     assert_eq!((config.max_size, config.min_idle), (1, 0));
     assert!(ops.is_empty());
     // Any byte pattern gives limits the machine accepts.
-    let mut rng = XorShift(7);
+    let mut rng = fastrand::Rng::with_seed(7);
     for _ in 0..500 {
-        let data: Vec<u8> = (0..16).map(|_| rng.next() as u8).collect();
+        let data: Vec<u8> = (0..16).map(|_| rng.u8(..)).collect();
         let (config, _) = ops::from_bytes(&data).expect("decodes");
         assert!((1..=8).contains(&config.max_size));
         assert!(config.min_idle <= config.max_size);

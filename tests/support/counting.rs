@@ -74,28 +74,20 @@ struct Shared {
 
 /// Random faults of creation: each creation fails with probability
 /// `fail_permille / 1000` and first takes a time drawn evenly from
-/// `0..=max_delay`, both drawn from a seeded xorshift generator.
+/// `0..=max_delay`, both drawn from a seeded generator.
 #[derive(Debug)]
 struct Faults {
-    state: u64,
+    rng: fastrand::Rng,
     fail_permille: u64,
     max_delay: Duration,
 }
 
 impl Faults {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.state ^= self.state >> 12;
-        self.state ^= self.state << 25;
-        self.state ^= self.state >> 27;
-        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
     /// (fail, delay) for one creation.
     fn draw(&mut self) -> (bool, Duration) {
-        let fail = self.next() % 1000 < self.fail_permille;
+        let fail = self.rng.u64(0..1000) < self.fail_permille;
         let micros = self.max_delay.as_micros() as u64;
-        let delay = Duration::from_micros(self.next() % (micros + 1));
+        let delay = Duration::from_micros(self.rng.u64(0..=micros));
         (fail, delay)
     }
 }
@@ -233,7 +225,7 @@ impl<R: Runtime> Counting<R> {
     /// creations start).
     pub fn inject_faults(&self, seed: u64, fail_permille: u64, max_delay: Duration) {
         *lock(&self.shared.faults) = Some(Faults {
-            state: seed | 1,
+            rng: fastrand::Rng::with_seed(seed),
             fail_permille,
             max_delay,
         });
