@@ -71,24 +71,9 @@ async fn yield_now() {
     .await;
 }
 
-/// The pool's status, checked for consistency: `size` adds up, and the pool
-/// never pools while over its size.
+/// The pool's status, checked for consistency (`harness::checked`).
 fn checked<R: TestRuntime>(pool: &TestPool<R>) -> Status {
-    let s = pool.status();
-    assert_eq!(
-        s.size,
-        s.idle + s.in_use + s.creating,
-        "size adds up: {s:?}"
-    );
-    assert!(
-        s.size <= s.max_size || s.idle == 0,
-        "pooling over size: {s:?}"
-    );
-    assert!(
-        s.waiting == 0 || s.idle == 0,
-        "waiters beside idle objects: {s:?}"
-    );
-    s
+    harness::checked(pool.status())
 }
 
 /// (size, idle, in_use, creating, waiting)

@@ -52,12 +52,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::{Either, join_all, select};
-use wtpool::{Pool, PoolError, Status, TimeoutKind};
+use wtpool::{Pool, PoolError, TimeoutKind};
 use wtpool_smol::Smol;
 use wtpool_tokio::Tokio;
 
 use counting::{Counting, TestError};
-use harness::TestRuntime;
+use harness::{TestRuntime, checked};
 
 /// Acquires in all, by all tasks.
 const OPERATIONS: usize = 100_000;
@@ -371,25 +371,6 @@ async fn worker<R: TestRuntime>(
             idle_deaths.fetch_add(1, Ordering::SeqCst);
         }
     }
-}
-
-/// The status, checked: it adds up, nothing is pooled over the size, and no
-/// waiter queues beside an idle object.
-fn checked(status: Status) -> Status {
-    assert_eq!(
-        status.size,
-        status.idle + status.in_use + status.creating,
-        "size adds up: {status:?}"
-    );
-    assert!(
-        status.size <= status.max_size || status.idle == 0,
-        "pooling over size: {status:?}"
-    );
-    assert!(
-        status.waiting == 0 || status.idle == 0,
-        "waiters beside idle objects: {status:?}"
-    );
-    status
 }
 
 async fn soak<R: TestRuntime>() {

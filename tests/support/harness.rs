@@ -130,6 +130,25 @@ pub async fn within<R: TransportRuntime, T>(
     }
 }
 
+/// A pool's status, checked for consistency: `size` adds up, nothing is
+/// pooled while over the size, and no waiter queues beside an idle object.
+pub fn checked(status: wtpool::Status) -> wtpool::Status {
+    assert_eq!(
+        status.size,
+        status.idle + status.in_use + status.creating,
+        "size adds up: {status:?}"
+    );
+    assert!(
+        status.size <= status.max_size || status.idle == 0,
+        "pooling over size: {status:?}"
+    );
+    assert!(
+        status.waiting == 0 || status.idle == 0,
+        "waiters beside idle objects: {status:?}"
+    );
+    status
+}
+
 /// Expands each named generic scenario into a test on each runtime.
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {
