@@ -17,7 +17,7 @@ use std::future::Future;
 ///         Ok(42)
 ///     }
 ///
-///     fn is_alive(&self, n: &u64) -> bool {
+///     fn is_alive(&self, n: &mut u64) -> bool {
 ///         *n != 0
 ///     }
 /// }
@@ -33,9 +33,14 @@ pub trait Factory: Send + Sync + 'static {
     fn create(&self) -> impl Future<Output = Result<Self::Object, Self::Error>> + Send;
 
     /// Whether an object can still be used: a cheap check that does not block.
-    /// It is asked before an idle object is handed out and when one is given
-    /// back; a dead object is closed and its slot freed. Alive by default.
-    fn is_alive(&self, object: &Self::Object) -> bool {
+    /// It is asked before an idle object is handed out, when one is given
+    /// back, and by the idle check; a dead object is closed and its slot
+    /// freed. Alive by default.
+    ///
+    /// The pool holds the object alone while it asks, so the check may look
+    /// at it mutably (poll it once without waiting, say). A check that panics
+    /// counts as "dead".
+    fn is_alive(&self, object: &mut Self::Object) -> bool {
         let _ = object;
         true
     }

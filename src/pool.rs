@@ -7,6 +7,7 @@
 //! is cheaper than an async lock and cannot deadlock with the executor.
 
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
 use std::sync::PoisonError;
 use std::task::{Context, Poll, Waker};
@@ -207,7 +208,7 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
             Poll::Ready(inner.with_state(|state| {
                 state.acquire(
                     now,
-                    |object| inner.factory.is_alive(object),
+                    |object| inner.is_alive(object),
                     || Some(cx.waker().clone()),
                 )
             }))
@@ -248,8 +249,8 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
     ) -> impl Future<Output = Result<(), PoolError<F::Error>>> + Send + 'static {
         let inner = self.inner.clone();
         let to_close = if Arc::ptr_eq(&self.inner, &object.pool().inner) {
-            let checkout = object.into_checkout();
-            let alive = inner.factory.is_alive(checkout.object());
+            let mut checkout = object.into_checkout();
+            let alive = inner.is_alive(checkout.object_mut());
             Ok(inner.give_back(checkout, alive, true))
         } else {
             drop(object);
@@ -355,8 +356,10 @@ impl<F: Factory, R: Runtime> Inner<F, R> {
         })
     }
 
-    pub(crate) fn factory(&self) -> &F {
-        &self.factory
+    /// The factory's verdict on an object; a check that panics says "dead",
+    /// so that the object is closed and its slot freed rather than lost.
+    pub(crate) fn is_alive(&self, object: &mut F::Object) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.factory.is_alive(object))).unwrap_or(false)
     }
 }
 
@@ -634,9 +637,7 @@ async fn upkeep_loop<F: Factory, R: Runtime>(
                 if let (Some(interval), Some(at)) = (idle_check_interval, next_idle_check)
                     && at <= now
                 {
-                    locked
-                        .machine
-                        .evict_dead(|object| inner.factory.is_alive(object));
+                    locked.machine.evict_dead(|object| inner.is_alive(object));
                     next_idle_check = now.checked_add(interval);
                 }
                 let pause = [locked.machine.poll_timeout(), next_idle_check]

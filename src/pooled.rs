@@ -79,9 +79,9 @@ impl<F: Factory, R: Runtime> DerefMut for Pooled<F, R> {
 
 impl<F: Factory, R: Runtime> Drop for Pooled<F, R> {
     fn drop(&mut self) {
-        if let Some(checkout) = self.checkout.take() {
+        if let Some(mut checkout) = self.checkout.take() {
             let inner = self.pool.inner();
-            let alive = inner.factory().is_alive(checkout.object());
+            let alive = inner.is_alive(checkout.object_mut());
             inner.give_back(checkout, alive, false);
         }
     }

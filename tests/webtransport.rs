@@ -600,7 +600,7 @@ async fn vanished_peer_is_noticed_within_the_idle_timeout<R: TestRuntime>() {
     );
     let session = pool.acquire().await.expect("a session");
     echo_on(&session, b"hello").await;
-    let old = (*session).clone();
+    let mut old = (*session).clone();
     drop(session);
     assert_eq!(occupancy(pool.status()), (1, 1, 0));
 
@@ -611,7 +611,10 @@ async fn vanished_peer_is_noticed_within_the_idle_timeout<R: TestRuntime>() {
         .await
         .unwrap_or_else(|| panic!("the vanished peer is still taken for alive after {limit:?}"));
     let noticed = vanished.elapsed();
-    assert!(!pool.factory().is_alive(&old), "the factory sees it dead");
+    assert!(
+        !pool.factory().is_alive(&mut old),
+        "the factory sees it dead"
+    );
 
     // From now on the dead session is never handed out: the pool tries a new
     // one, which fails as nobody answers.

@@ -416,7 +416,7 @@ impl<T, E, W> PoolState<T, E, W> {
     pub fn acquire(
         &mut self,
         now: Instant,
-        mut is_alive: impl FnMut(&T) -> bool,
+        mut is_alive: impl FnMut(&mut T) -> bool,
         payload: impl FnOnce() -> W,
     ) -> Acquire<T> {
         if self.closed {
@@ -424,10 +424,10 @@ impl<T, E, W> PoolState<T, E, W> {
         }
         // Invariant 2: with waiters queued the idle list is empty, so this
         // only runs when nobody is ahead of the caller.
-        while let Some(Idle { object, meta }) = self.idle.pop_back() {
+        while let Some(Idle { mut object, meta }) = self.idle.pop_back() {
             let reason = if self.outlived(&meta, now) {
                 CloseReason::MaxLifetime
-            } else if !is_alive(&object) {
+            } else if !is_alive(&mut object) {
                 CloseReason::Dead
             } else {
                 self.in_use += 1;
@@ -665,28 +665,28 @@ impl<T, E, W> PoolState<T, E, W> {
     }
 
     /// Closes every idle object for which `keep` says false; returns how many.
-    pub fn retain(&mut self, keep: impl FnMut(&T, &ObjectMeta) -> bool) -> usize {
-        self.sweep_idle(keep, CloseReason::Retain)
+    pub fn retain(&mut self, mut keep: impl FnMut(&T, &ObjectMeta) -> bool) -> usize {
+        self.sweep_idle(|object, meta| keep(object, meta), CloseReason::Retain)
     }
 
     /// Closes every idle object that `is_alive` finds dead (a health check
     /// of the idle list, so that a dead object's slot is freed before anyone
     /// asks for it); returns how many.
-    pub fn evict_dead(&mut self, mut is_alive: impl FnMut(&T) -> bool) -> usize {
+    pub fn evict_dead(&mut self, mut is_alive: impl FnMut(&mut T) -> bool) -> usize {
         self.sweep_idle(|object, _| is_alive(object), CloseReason::Dead)
     }
 
     /// Closes the idle objects `keep` refuses, keeping the others in order.
     fn sweep_idle(
         &mut self,
-        mut keep: impl FnMut(&T, &ObjectMeta) -> bool,
+        mut keep: impl FnMut(&mut T, &ObjectMeta) -> bool,
         reason: CloseReason,
     ) -> usize {
         let idle = std::mem::take(&mut self.idle);
         self.next_lifetime_sweep = None;
         let mut removed = 0;
-        for Idle { object, meta } in idle {
-            if keep(&object, &meta) {
+        for Idle { mut object, meta } in idle {
+            if keep(&mut object, &meta) {
                 self.push_idle(object, meta);
             } else {
                 removed += 1;

@@ -312,7 +312,7 @@ impl<R: Runtime> Factory for Counting<R> {
         Ok(Obj { id })
     }
 
-    fn is_alive(&self, object: &Obj) -> bool {
+    fn is_alive(&self, object: &mut Obj) -> bool {
         !lock(&self.shared.book).dead.contains(&object.id)
     }
 

@@ -83,7 +83,7 @@ impl wtpool::Factory for SessionFactory {
 
     /// A session is alive until its QUIC connection has a close reason:
     /// closed by either side, or timed out.
-    fn is_alive(&self, session: &Connection) -> bool {
+    fn is_alive(&self, session: &mut Connection) -> bool {
         session.quic_connection().close_reason().is_none()
     }
 

@@ -238,7 +238,7 @@ impl wtpool::Factory for StreamFactory {
         Ok(Stream::new(halves))
     }
 
-    fn is_alive(&self, stream: &Stream) -> bool {
+    fn is_alive(&self, stream: &mut Stream) -> bool {
         stream.is_reusable() && self.session_alive()
     }
 
