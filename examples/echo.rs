@@ -197,6 +197,7 @@ async fn run<R: TransportRuntime>(
                 .read_exact(&mut echoed)
                 .await
                 .map_err(|e| e.to_string())?;
+            stream.mark_complete();
             check_echo(&msg, &echoed)
         }
     })

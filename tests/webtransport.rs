@@ -204,12 +204,14 @@ async fn echo_on(session: &Connection, message: &[u8]) {
     assert_eq!(back, message, "the echo");
 }
 
-/// One message round trip on a pooled stream, which stays open.
+/// One message round trip on a pooled stream, which stays open, marked
+/// complete.
 async fn round_trip(stream: &mut Stream, message: &[u8]) {
     stream.write_all(message).await.expect("write");
     let mut back = vec![0; message.len()];
     stream.read_exact(&mut back).await.expect("read the echo");
     assert_eq!(back, message, "the echo");
+    stream.mark_complete();
 }
 
 /// Starts an echo server on `bind` with `identity`, retrying while the old

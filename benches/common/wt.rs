@@ -277,6 +277,7 @@ pub async fn stream_pool(target: Target, requests: usize) -> Sample {
                 stream.write_all(&message).await.map_err(text)?;
                 let mut echoed = vec![0u8; message.len()];
                 stream.read_exact(&mut echoed).await.map_err(text)?;
+                stream.mark_complete();
                 check(&message, &echoed)
             }
             .await;

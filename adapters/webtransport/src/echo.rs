@@ -8,14 +8,15 @@
 //! cleanly).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 use url::Url;
 use wtransport::endpoint::IncomingSession;
 use wtransport::endpoint::endpoint_side::Server;
+use wtransport::error::StreamReadError;
 use wtransport::tls::Sha256Digest;
 use wtransport::{Connection, Endpoint, Identity, ServerConfig, VarInt};
 
@@ -68,6 +69,18 @@ struct Stats {
     accepted: AtomicUsize,
     open: AtomicUsize,
     streams: AtomicUsize,
+    finished: AtomicUsize,
+    reset: Mutex<Vec<VarInt>>,
+}
+
+/// How the client ended the streams an [`EchoServer`] served, as its
+/// receiving halves saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamEnds {
+    /// Streams the client finished (a clean end of stream).
+    pub finished: usize,
+    /// The error codes of the streams the client reset, in order.
+    pub reset: Vec<VarInt>,
 }
 
 impl EchoServer {
@@ -159,6 +172,14 @@ impl EchoServer {
     /// Streams accepted since it started.
     pub fn streams_accepted(&self) -> usize {
         self.stats.streams.load(Ordering::SeqCst)
+    }
+
+    /// How the client ended the streams that ended so far: finished or reset.
+    pub fn stream_ends(&self) -> StreamEnds {
+        StreamEnds {
+            finished: self.stats.finished.load(Ordering::SeqCst),
+            reset: self.stats.reset.lock().expect("not poisoned").clone(),
+        }
     }
 
     /// Closes every open session (as a server that restarts its workers
@@ -292,7 +313,7 @@ async fn serve_session(
             stream = session.accept_bi() => match stream {
                 Ok(stream) => {
                     stats.streams.fetch_add(1, Ordering::SeqCst);
-                    tokio::spawn(echo(stream));
+                    tokio::spawn(echo(stream, stats.clone()));
                 }
                 Err(_) => break,
             },
@@ -309,21 +330,33 @@ fn close_session(session: &Connection) {
     session.close(VarInt::from_u32(0), b"closed by the server");
 }
 
-/// Sends back what arrives, until the peer finishes or resets the stream.
-async fn echo((mut send, mut recv): (wtransport::SendStream, wtransport::RecvStream)) {
+/// Sends back what arrives, until the peer finishes or resets the stream,
+/// and records which of the two it did.
+async fn echo(
+    (mut send, mut recv): (wtransport::SendStream, wtransport::RecvStream),
+    stats: Arc<Stats>,
+) {
     let mut buffer = vec![0; 16 * 1024];
-    loop {
+    let mut echoing = true;
+    let end = loop {
         match recv.read(&mut buffer).await {
-            Ok(Some(n)) => {
-                if send.write_all(&buffer[..n]).await.is_err() {
-                    return;
-                }
-            }
-            Ok(None) => {
-                let _ = send.finish().await;
-                return;
-            }
-            Err(_) => return,
+            // Once the peer stopped our half, go on reading to see how its half ends.
+            Ok(Some(n)) if echoing => echoing = send.write_all(&buffer[..n]).await.is_ok(),
+            Ok(Some(_)) => {}
+            Ok(None) => break None,
+            Err(error) => break Some(error),
         }
+    };
+    match end {
+        None => {
+            stats.finished.fetch_add(1, Ordering::SeqCst);
+            if echoing {
+                let _ = send.finish().await;
+            }
+        }
+        Some(StreamReadError::Reset(code)) => {
+            stats.reset.lock().expect("not poisoned").push(code);
+        }
+        Some(_) => {}
     }
 }

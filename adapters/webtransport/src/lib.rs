@@ -37,7 +37,7 @@ pub use session::{
     ClientEndpoint, ConnectionPool, ConnectionPoolBuilder, SessionFactory, SessionPool,
     SessionPoolBuilder, client_endpoint,
 };
-pub use stream::{Stream, StreamFactory, StreamPool, StreamPoolBuilder};
+pub use stream::{ABANDONED_STREAM_CODE, Stream, StreamFactory, StreamPool, StreamPoolBuilder};
 
 /// The engine's configuration error, as a pool's construction reports it.
 impl From<wtpool::ConfigError> for WebTransportError {
