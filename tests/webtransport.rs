@@ -35,13 +35,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use futures::future::{Either, join_all, select};
 use url::Url;
 use wtpool::{ConfigError, Factory, Pool, PoolError, Status, TimeoutKind};
 use wtpool_webtransport::echo::{EchoServer, EchoServerOptions};
 use wtpool_webtransport::{
-    ClientEndpoint, ClientOptions, ConnectionPool, DEFAULT_CREATE_TIMEOUT, DEFAULT_MAX_CREATING,
-    SessionFactory, SessionPool, Stream, StreamPool, WebTransportError, client_endpoint,
+    ABANDONED_STREAM_CODE, ClientEndpoint, ClientOptions, ConnectionPool, DEFAULT_CREATE_TIMEOUT,
+    DEFAULT_MAX_CREATING, SessionFactory, SessionPool, Stream, StreamPool, WebTransportError,
+    client_endpoint,
 };
 use wtransport::tls::Sha256Digest;
 use wtransport::{Connection, Identity, VarInt};
@@ -1408,6 +1410,204 @@ async fn stream_pool_empties_when_the_session_dies<R: TestRuntime>() {
     assert_eq!(occupancy(streams.status()), (0, 0, 0));
 }
 
+/// Regression: a `write_all` cancelled halfway set a flag that the next
+/// completed call (a `read`) cleared, so the half-written stream went back
+/// to the pool. A tear is sticky now: no later call, and no
+/// `mark_complete`, makes the stream reusable again, and it leaves reset.
+async fn torn_stream_stays_torn_after_later_calls<R: TestRuntime>() {
+    let server = start_server();
+    let sessions = session_pool::<R>(&server, 1);
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), 2).expect("a stream pool");
+    let mut stream = streams.acquire().await.expect("a stream");
+    let id = stream.id();
+    // Larger than the flow-control windows: one poll writes part of it.
+    let message = vec![7; 8 << 20];
+    assert!(
+        stream.write_all(&message).now_or_never().is_none(),
+        "the write finished in one poll: make the message larger"
+    );
+    // The borrower carries on: a read that succeeds, and a mark.
+    let mut some = [0; 64];
+    let n = stream
+        .read(&mut some)
+        .await
+        .expect("a read")
+        .expect("the echo");
+    assert!(some[..n].iter().all(|&b| b == 7));
+    stream.mark_complete();
+    assert!(!stream.is_reusable(), "a torn stream counts as reusable");
+    drop(stream);
+
+    let next = streams.acquire().await.expect("a stream");
+    assert_ne!(next.id(), id, "a torn stream was handed out again");
+    wait_until::<R>("the server sees the torn stream reset", || {
+        server.stream_ends().reset == [ABANDONED_STREAM_CODE]
+    })
+    .await;
+    assert_eq!(
+        server.stream_ends().finished,
+        0,
+        "a torn stream was finished"
+    );
+}
+
+/// Regression: borrower 1 wrote "AAAA" and was cancelled (a timeout) before
+/// its read; the stream looked clean and went back, and borrower 2 wrote
+/// "BBBB" and read "AAAA": one user's data in another's hands. A stream whose
+/// borrower did not mark its exchange complete is reset now, never reused.
+async fn next_borrower_never_reads_the_previous_reply<R: TestRuntime>() {
+    let server = start_server();
+    let sessions = session_pool::<R>(&server, 1);
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), 1).expect("a stream pool");
+    for round in 0..20u8 {
+        let first = [b'A' + round % 8; 4];
+        let second = [b'a' + round % 8; 4];
+        let mut stream = streams.acquire().await.expect("borrower 1's stream");
+        stream.write_all(&first).await.expect("write");
+        // Cancelled between its write and its read (even rounds), or with
+        // its read started (odd rounds).
+        let mut reply = [0; 4];
+        if round % 2 == 1
+            && let Some(read) = stream.read_exact(&mut reply).now_or_never()
+        {
+            // The echo was quicker than the cancel: it is borrower 1's own.
+            read.expect("read");
+            assert_eq!(reply, first);
+        }
+        drop(stream);
+
+        let mut stream = streams.acquire().await.expect("borrower 2's stream");
+        stream.write_all(&second).await.expect("write");
+        stream.read_exact(&mut reply).await.expect("read");
+        assert_eq!(
+            reply, second,
+            "round {round}: borrower 2 read another's reply"
+        );
+        stream.mark_complete();
+    }
+    // The first stream, and one for each of the 20 cancelled; borrower 2's
+    // clean stream served the next round's borrower 1.
+    let counters = streams.counters();
+    assert_eq!(counters.created, 21, "every cancelled stream was replaced");
+    assert_eq!(counters.reused, 19, "clean streams were reused");
+}
+
+/// Regression: torn and discarded streams ended with a clean FIN (the
+/// factory finished them, and quinn finishes a dropped sending half), so the
+/// peer saw a cut message followed by a normal end. Now an unclean stream
+/// leaves with a reset (`ABANDONED_STREAM_CODE`) however it leaves, and only
+/// a clean stream is finished.
+async fn unclean_streams_are_reset_clean_ones_finished<R: TestRuntime>() {
+    let server = start_server();
+    let sessions = session_pool::<R>(&server, 1);
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), 4).expect("a stream pool");
+    let ends = |finished, resets| (finished, vec![ABANDONED_STREAM_CODE; resets]);
+    let seen = || {
+        let ends = server.stream_ends();
+        (ends.finished, ends.reset)
+    };
+    // A stream reset before its first bytes left never reaches the server's
+    // echo (wtransport cannot tell which session it belonged to): each case
+    // waits until the server took its stream up.
+    let server = &server;
+    let taken_up = |n| move || server.streams_accepted() == n;
+
+    // Dropped mid-exchange (an early `?`, a panic, a cancelled task).
+    let mut stream = streams.acquire().await.expect("a stream");
+    stream.write_all(b"half").await.expect("write");
+    wait_until::<R>("the server takes the stream up", taken_up(1)).await;
+    drop(stream);
+    wait_until::<R>("a dropped stream is reset", || seen() == ends(0, 1)).await;
+
+    // Discarded, as the docs advise when the user's own framing broke.
+    let mut stream = streams.acquire().await.expect("a stream");
+    stream.write_all(b"half").await.expect("write");
+    wait_until::<R>("the server takes the stream up", taken_up(2)).await;
+    stream.discard().await.expect("discarded");
+    wait_until::<R>("a discarded stream is reset", || seen() == ends(0, 2)).await;
+
+    // Detached and dropped by the user mid-exchange.
+    let mut stream = streams.acquire().await.expect("a stream");
+    stream.write_all(b"half").await.expect("write");
+    wait_until::<R>("the server takes the stream up", taken_up(3)).await;
+    drop(stream.detach());
+    wait_until::<R>("a detached stream is reset", || seen() == ends(0, 3)).await;
+
+    // Clean, idle streams are finished when the pool closes.
+    let mut held = Vec::new();
+    for message in [b"one", b"two"] {
+        let mut stream = streams.acquire().await.expect("a stream");
+        round_trip(&mut stream, message).await;
+        held.push(stream);
+    }
+    drop(held);
+    assert_eq!(streams.status().idle, 2);
+    streams.close().await.expect("closed");
+    wait_until::<R>("clean streams are finished", || seen() == ends(2, 3)).await;
+}
+
+/// Suspected and confirmed: closing a StreamPool awaited each idle stream's
+/// `finish()` acknowledgement, so with a vanished peer `close()` waited out
+/// the QUIC idle timeout. It finishes without waiting now: one poll closes.
+async fn stream_pool_close_never_waits_on_the_peer<R: TestRuntime>() {
+    let server = start_server();
+    let sessions = session_pool::<R>(&server, 1);
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), 4).expect("a stream pool");
+    let mut stream = streams.acquire().await.expect("a stream");
+    round_trip(&mut stream, b"idle").await;
+    drop(stream);
+    server.vanish();
+    let closed = streams.close().now_or_never();
+    assert!(
+        matches!(closed, Some(Ok(()))),
+        "close waits on a vanished peer"
+    );
+    assert_eq!(occupancy(streams.status()), (0, 0, 0));
+}
+
+/// Suspected and confirmed: a peer that finished, reset or stopped an idle
+/// stream was noticed only by the next borrower's I/O. The pool now looks
+/// (without waiting) at return, at checkout and in the idle check, so such a
+/// stream leaves the idle list by itself.
+async fn streams_the_peer_ends_while_idle_leave_the_pool<R: TestRuntime>() {
+    let server = QuirkyServer::start();
+    let sessions = pool_to::<R>(
+        endpoint::<R>(server.hash.clone()),
+        server.url.clone(),
+        1,
+        CREATE_TIMEOUT,
+    );
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), 1).expect("a stream pool");
+    let mut ended = HashSet::new();
+    // `F`: an echo and then the peer's finish. `R` and `S`: one-way
+    // messages (no reply is due, so the exchange is complete once written),
+    // after which the peer resets its half or stops ours.
+    for (message, how) in [
+        (b"FFFF", "finished"),
+        (b"RRRR", "reset"),
+        (b"SSSS", "stopped"),
+    ] {
+        let mut stream = streams.acquire().await.expect("a stream");
+        assert!(ended.insert(stream.id()), "an ended stream came back");
+        if how == "finished" {
+            round_trip(&mut stream, message).await;
+        } else {
+            stream.write_all(message).await.expect("write");
+            stream.mark_complete();
+        }
+        drop(stream);
+        wait_until::<R>(&format!("the stream the peer {how} leaves"), || {
+            checked(streams.status()).idle == 0
+        })
+        .await;
+    }
+}
+
 // ----- the tests, on both runtimes -----
 
 scenarios!(
@@ -1433,4 +1633,9 @@ scenarios!(
     streams_the_peer_ended_are_not_reused,
     stream_cancelled_mid_write_is_not_pooled_again,
     stream_pool_empties_when_the_session_dies,
+    torn_stream_stays_torn_after_later_calls,
+    next_borrower_never_reads_the_previous_reply,
+    unclean_streams_are_reset_clean_ones_finished,
+    stream_pool_close_never_waits_on_the_peer,
+    streams_the_peer_ends_while_idle_leave_the_pool,
 );
