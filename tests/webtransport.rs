@@ -1536,6 +1536,16 @@ async fn unclean_streams_are_reset_clean_ones_finished<R: TestRuntime>() {
     drop(stream.detach());
     wait_until::<R>("a detached stream is reset", || seen() == ends(0, 3)).await;
 
+    // Finished by its borrower: it ends cleanly, though it leaves the pool.
+    let mut stream = streams.acquire().await.expect("a stream");
+    round_trip(&mut stream, b"done").await;
+    // futures' `close` finishes without waiting for the acknowledgement.
+    futures::AsyncWriteExt::close(&mut *stream)
+        .await
+        .expect("finish");
+    drop(stream);
+    wait_until::<R>("a finished stream stays finished", || seen() == ends(1, 3)).await;
+
     // Clean, idle streams are finished when the pool closes.
     let mut held = Vec::new();
     for message in [b"one", b"two"] {
@@ -1546,7 +1556,7 @@ async fn unclean_streams_are_reset_clean_ones_finished<R: TestRuntime>() {
     drop(held);
     assert_eq!(streams.status().idle, 2);
     streams.close().await.expect("closed");
-    wait_until::<R>("clean streams are finished", || seen() == ends(2, 3)).await;
+    wait_until::<R>("clean streams are finished", || seen() == ends(3, 3)).await;
 }
 
 /// Suspected and confirmed: closing a StreamPool awaited each idle stream's

@@ -52,6 +52,8 @@ pub struct Stream {
     busy: bool,
     /// The borrower marked the exchange complete and made no I/O call since.
     complete: bool,
+    /// The borrower finished the sending half: it ends cleanly, whatever else.
+    finished: bool,
 }
 
 impl Stream {
@@ -63,6 +65,7 @@ impl Stream {
             busy: false,
             // A new stream carries no exchange yet.
             complete: true,
+            finished: false,
         }
     }
 
@@ -179,6 +182,7 @@ impl Stream {
     pub async fn finish(&mut self) -> Result<(), StreamWriteError> {
         self.begin();
         self.spent = true;
+        self.finished = true;
         self.send().finish().await
     }
 
@@ -241,14 +245,18 @@ impl Stream {
 impl Drop for Stream {
     /// Resets a stream that leaves unclean, so that the peer sees its end as
     /// abrupt rather than as a complete message (quinn finishes a dropped
-    /// sending half).
+    /// sending half). A sending half its borrower finished is left to end
+    /// cleanly.
     fn drop(&mut self) {
         if self.halves.is_none() || self.is_reusable() {
             return;
         }
+        let finished = self.finished;
         let (send, recv) = self.halves.as_mut().expect("checked above");
         // Each fails only when that half already ended, which is fine.
-        let _ = send.reset(ABANDONED_STREAM_CODE);
+        if !finished {
+            let _ = send.reset(ABANDONED_STREAM_CODE);
+        }
         let _ = recv
             .quic_stream_mut()
             .stop(quic_code(ABANDONED_STREAM_CODE));
@@ -279,6 +287,7 @@ impl tokio::io::AsyncWrite for Stream {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.begin();
         self.spent = true;
+        self.finished = true;
         Pin::new(self.send()).poll_shutdown(cx)
     }
 }
