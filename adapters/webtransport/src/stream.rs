@@ -75,7 +75,9 @@ impl Stream {
     /// mark back.
     ///
     /// ```no_run
-    /// # async fn demo(streams: wtpool_tokio::StreamPool) -> Result<(), Box<dyn std::error::Error>> {
+    /// # async fn demo<R: wtpool_webtransport::TransportRuntime>(
+    /// #     streams: wtpool_webtransport::StreamPool<R>,
+    /// # ) -> Result<(), Box<dyn std::error::Error>> {
     /// let mut stream = streams.acquire().await?;
     /// stream.write_all(b"ping").await?;
     /// let mut reply = [0; 4];
@@ -437,24 +439,22 @@ pub type StreamPoolBuilder<R> = Builder<StreamFactory, R, StreamPool<R>>;
 /// # Example
 ///
 /// ```no_run
-/// use std::time::Duration;
-/// use wtpool_tokio::{StreamPool, wtransport::Connection};
+/// use wtpool_webtransport::{StreamPool, TransportRuntime};
 ///
-/// async fn ask(streams: &StreamPool, question: &[u8; 4]) -> Result<[u8; 4], Box<dyn std::error::Error>> {
+/// async fn ask<R: TransportRuntime>(
+///     streams: &StreamPool<R>,
+///     question: &[u8; 4],
+/// ) -> Result<[u8; 4], Box<dyn std::error::Error>> {
 ///     let mut stream = streams.acquire().await?;
 ///     stream.write_all(question).await?;
 ///     let mut answer = [0; 4];
-///     // A timeout here drops the read halfway: the stream is then reset,
-///     // never handed to the next borrower with this answer still coming.
-///     tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut answer)).await??;
-///     stream.mark_complete();
+///     // Leaving here by `?`, or by a timeout that drops this future, leaves
+///     // the exchange unmarked: the stream is reset, never handed to the
+///     // next borrower with this answer still on its way.
+///     stream.read_exact(&mut answer).await?;
+///     stream.mark_complete(); // whole: the stream may serve the next borrower
 ///     Ok(answer)
 /// }
-///
-/// # async fn demo(session: Connection) -> Result<(), Box<dyn std::error::Error>> {
-/// let streams = StreamPool::new(session, 16)?;
-/// let answer = ask(&streams, b"ping").await?;
-/// # Ok(()) }
 /// ```
 pub struct StreamPool<R: TransportRuntime> {
     pool: wtpool::Pool<StreamFactory, R>,
