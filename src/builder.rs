@@ -104,6 +104,10 @@ impl<F: Factory, R: Runtime> Builder<F, R> {
     /// Checks the settings and makes the pool. With `min_idle`,
     /// `idle_timeout`, `max_lifetime` or `idle_check_interval` set, this
     /// spawns the pool's upkeep task on the runtime.
+    ///
+    /// A runtime that cannot run tasks ([`Runtime::can_run_tasks`]) is
+    /// refused with [`ConfigError::NoRuntime`]: on it, no creation, close or
+    /// upkeep would ever run.
     pub fn build(mut self) -> Result<Pool<F, R>, ConfigError> {
         if let Some(max_creating) = self.max_creating {
             self.limits.max_creating = max_creating;

@@ -22,6 +22,13 @@ pub enum ConfigError {
     /// A timeout or lifetime of zero, which would fail or close everything at once.
     #[error("{0} must be longer than zero")]
     ZeroDuration(&'static str),
+    /// The runtime cannot run the pool's tasks (its creations, closes and
+    /// upkeep): a `wtpool_tokio::Tokio` made outside any tokio runtime, say.
+    #[error(
+        "the pool's runtime cannot run tasks, so no object could ever be created: \
+         build the pool inside the runtime, or give it the runtime's handle"
+    )]
+    NoRuntime,
 }
 
 /// Which wait ran out.
@@ -55,9 +62,13 @@ pub enum PoolError<E: std::error::Error + 'static> {
     #[error("could not create a pool object: {0}")]
     Create(#[source] E),
     /// The task creating the object meant for this caller was dropped before
-    /// it finished (its runtime shut down, or the factory panicked).
+    /// it finished: the pool's runtime shut down, or could not run it.
     #[error("creating a pool object was abandoned: its task ended before it finished")]
     CreateAborted,
+    /// The factory panicked while creating the object meant for this caller.
+    /// The panic was caught in the creation's task; the slot was freed.
+    #[error("the factory panicked while creating a pool object")]
+    CreatePanicked,
     /// The factory could not close an object given back dead or discarded.
     #[error("could not close a pool object: {0}")]
     Close(#[source] E),

@@ -30,6 +30,9 @@ pub trait Factory: Send + Sync + 'static {
 
     /// Makes a new object. It runs in a task of its own, so a caller that gives
     /// up waiting does not waste it: the object goes to the next waiter or idles.
+    /// A `create` that panics fails the waiter it was meant for with
+    /// [`PoolError::CreatePanicked`](crate::PoolError::CreatePanicked) and
+    /// frees its slot.
     fn create(&self) -> impl Future<Output = Result<Self::Object, Self::Error>> + Send;
 
     /// Whether an object can still be used: a cheap check that does not block.
@@ -46,6 +49,12 @@ pub trait Factory: Send + Sync + 'static {
     }
 
     /// Disposes of an object that leaves the pool. Drops it by default.
+    ///
+    /// A close that fails or panics is counted as a failed close
+    /// ([`Counters`](crate::Counters)). Where the caller awaits the close
+    /// ([`Pool::release`](crate::Pool::release), [`Pooled::discard`](crate::Pooled::discard),
+    /// [`Pool::close`](crate::Pool::close)), the error is returned to it and
+    /// the panic resumed in it; a close in the background only counts.
     fn close(&self, object: Self::Object) -> impl Future<Output = Result<(), Self::Error>> + Send {
         drop(object);
         std::future::ready(Ok(()))

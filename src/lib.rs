@@ -8,7 +8,7 @@
 //!   reads no clock and spawns nothing; embed it in any executor or test it
 //!   with none.
 //! - [`Pool`]: the async pool that drives it, generic over a [`Factory`] (what
-//!   is pooled) and a [`Runtime`] (timers and spawning). The adapter crates
+//!   is pooled) and a [`Runtime`] (clock, timers and spawning). The adapter crates
 //!   `wtpool-tokio` and `wtpool-smol` bind the runtime and add the
 //!   WebTransport factories.
 //!

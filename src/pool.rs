@@ -5,15 +5,25 @@
 //! spawned creations and spawned closes. The lock is a `std::sync::Mutex`,
 //! held for a few hundred nanoseconds at most and never across an await, which
 //! is cheaper than an async lock and cannot deadlock with the executor.
+//!
+//! Every time it reads comes from the pool's [`Runtime::now`], the clock its
+//! timers count on, and every task it spawns goes to that runtime. Every call
+//! into the [`Factory`] is guarded: a panic in `create` fails the creation, in
+//! `is_alive` says "dead", in `close` counts as a failed close, so that no
+//! slot is ever lost to a panic.
 
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::{Pin, pin};
 use std::sync::PoisonError;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
+use futures::FutureExt;
 use futures::future::{Either, join_all, select};
 
 use crate::builder::Timing;
@@ -33,6 +43,14 @@ pub(crate) enum CreateFailure<E> {
     Error(E),
     TimedOut,
     Aborted,
+    Panicked,
+}
+
+/// Why closing an object failed: the factory's error, or its panic (caught,
+/// for the caller to resume or drop).
+enum CloseFailure<E> {
+    Error(E),
+    Panicked(Box<dyn Any + Send>),
 }
 
 type State<F> =
@@ -81,7 +99,8 @@ pub(crate) struct Inner<F: Factory, R: Runtime> {
     upkeep_wake: Event,
     /// Whether `acquire` needs the time (only with `max_lifetime`).
     clock_on_acquire: bool,
-    /// Passed to the machine's `acquire` as the time when it is not needed.
+    /// Passed to the machine's `acquire` as the time when it is not needed:
+    /// when the pool was built, on the runtime's clock.
     epoch: Instant,
 }
 
@@ -154,9 +173,14 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
             || limits.max_lifetime.is_some()
             || timing.idle_check_interval.is_some();
         let clock_on_acquire = limits.max_lifetime.is_some();
+        let machine = PoolState::new(limits)?;
+        if !runtime.can_run_tasks() {
+            return Err(ConfigError::NoRuntime);
+        }
+        let epoch = runtime.now();
         let inner = Arc::new(Inner {
             locked: Mutex::new(Locked {
-                machine: PoolState::new(limits)?,
+                machine,
                 upkeep_at: None,
             }),
             factory,
@@ -165,7 +189,7 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
             upkeep,
             upkeep_wake: Event::new(),
             clock_on_acquire,
-            epoch: Instant::now(),
+            epoch,
         });
         // The creations that fill `min_idle`, if any.
         inner.with_state(|_| ());
@@ -198,7 +222,7 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
         let inner = &self.inner;
         // The machine reads `now` at checkout only for `max_lifetime`.
         let now = if inner.clock_on_acquire {
-            Instant::now()
+            inner.runtime.now()
         } else {
             inner.epoch
         };
@@ -263,22 +287,34 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
     /// the idle objects are closed (their close errors returned, not
     /// swallowed), objects in use are closed when given back, and creations in
     /// flight are closed when they finish. Closing again does nothing.
+    ///
+    /// If the factory's `close` panics for an idle object, the other idle
+    /// objects are still closed, every failure is counted, and then the
+    /// first panic is resumed here.
     pub async fn close(&self) -> Result<(), CloseErrors<F::Error>> {
         let actions = self.inner.with_state_deferred(|state| state.close()).1;
         let idle = self.inner.perform(actions, |_| true);
         let results = join_all(
             idle.into_iter()
-                .map(|object| self.inner.factory.close(object)),
+                .map(|object| self.inner.close_counted(object)),
         )
         .await;
-        let errors: Vec<_> = results.into_iter().filter_map(Result::err).collect();
+        let mut errors = Vec::new();
+        let mut panic = None;
+        for failure in results.into_iter().filter_map(Result::err) {
+            match failure {
+                CloseFailure::Error(error) => errors.push(error),
+                CloseFailure::Panicked(payload) => {
+                    panic.get_or_insert(payload);
+                }
+            }
+        }
+        if let Some(payload) = panic {
+            resume_unwind(payload);
+        }
         if errors.is_empty() {
             Ok(())
         } else {
-            let mut locked = self.inner.lock();
-            for _ in &errors {
-                locked.machine.handle_close_failed();
-            }
             Err(CloseErrors { errors })
         }
     }
@@ -315,6 +351,13 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
         &self.inner.factory
     }
 
+    /// The runtime the pool runs on: its creations, closes and upkeep are
+    /// spawned there, and its time is read from there. Spawn a companion task
+    /// of the pool on it, rather than on whichever runtime is current.
+    pub fn runtime(&self) -> &R {
+        &self.inner.runtime
+    }
+
     pub(crate) fn inner(&self) -> &Arc<Inner<F, R>> {
         &self.inner
     }
@@ -344,16 +387,34 @@ impl<F: Factory, R: Runtime> Inner<F, R> {
         (answer, actions)
     }
 
-    /// Closes an object that left the pool, counting a failure.
+    /// Closes an object that left the pool for a caller who awaits it: a
+    /// failure is counted and returned, a panic of the factory's `close` is
+    /// counted and resumed in the caller.
     pub(crate) async fn close_now(
         &self,
         object: Option<F::Object>,
     ) -> Result<(), PoolError<F::Error>> {
         let Some(object) = object else { return Ok(()) };
-        self.factory.close(object).await.map_err(|error| {
-            self.lock().machine.handle_close_failed();
-            PoolError::Close(error)
-        })
+        match self.close_counted(object).await {
+            Ok(()) => Ok(()),
+            Err(CloseFailure::Error(error)) => Err(PoolError::Close(error)),
+            Err(CloseFailure::Panicked(payload)) => resume_unwind(payload),
+        }
+    }
+
+    /// Closes an object that left the pool, catching a panic of the
+    /// factory's `close`; a failure or a panic is counted as a failed close.
+    async fn close_counted(&self, object: F::Object) -> Result<(), CloseFailure<F::Error>> {
+        let closed = AssertUnwindSafe(async { self.factory.close(object).await })
+            .catch_unwind()
+            .await;
+        let failure = match closed {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => CloseFailure::Error(error),
+            Err(payload) => CloseFailure::Panicked(payload),
+        };
+        self.lock().machine.handle_close_failed();
+        Err(failure)
     }
 
     /// The factory's verdict on an object; a check that panics says "dead",
@@ -433,28 +494,28 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
             Action::Close { object, .. } => {
                 let inner = self.clone();
                 self.runtime.spawn(async move {
-                    // Nobody waits for this close: its error is only counted.
-                    let _ = inner.close_now(Some(object)).await;
+                    // Nobody waits for this close: its error, or its panic,
+                    // is only counted.
+                    let _ = inner.close_counted(object).await;
                 });
             }
         }
     }
 
     fn spawn_create(&self, ticket: CreateTicket) {
-        let mut creation = Creation {
+        let creation = Creation {
             inner: self.clone(),
             ticket: Some(ticket),
         };
         self.runtime.spawn(async move {
-            let result = match timeout(
-                &creation.inner.runtime,
-                creation.inner.timing.create_timeout,
-                creation.inner.factory.create(),
-            )
-            .await
-            {
-                Some(Ok(object)) => Ok(object),
-                Some(Err(error)) => Err(CreateFailure::Error(error)),
+            let inner = &creation.inner;
+            // The call to `create` is inside the guarded future too: a
+            // factory may panic before it returns its future.
+            let create = AssertUnwindSafe(async { inner.factory.create().await }).catch_unwind();
+            let result = match timeout(&inner.runtime, inner.timing.create_timeout, create).await {
+                Some(Ok(Ok(object))) => Ok(object),
+                Some(Ok(Err(error))) => Err(CreateFailure::Error(error)),
+                Some(Err(_panic)) => Err(CreateFailure::Panicked),
                 None => Err(CreateFailure::TimedOut),
             };
             creation.finish(result);
@@ -468,7 +529,7 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
         close_inline: bool,
     ) -> Option<F::Object> {
         let id = checkout.meta().id;
-        let now = Instant::now();
+        let now = self.runtime.now();
         let (released, actions) =
             self.with_state_deferred(|state| state.release(checkout, now, alive));
         released.expect("a guard holds a checkout of its own pool");
@@ -483,19 +544,28 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
 }
 
 /// A creation in flight. If its task is dropped before it finishes (the
-/// runtime shut down, or the factory panicked), the drop reports it failed,
-/// so its slot is never lost.
+/// runtime shut down, or could not run it), the drop reports it aborted, so
+/// its slot is never lost.
 struct Creation<F: Factory, R: Runtime> {
     inner: Arc<Inner<F, R>>,
+    /// `None` once reported.
     ticket: Option<CreateTicket>,
 }
 
 impl<F: Factory, R: Runtime> Creation<F, R> {
-    fn finish(&mut self, result: Result<F::Object, CreateFailure<F::Error>>) {
+    /// Reports how the creation ended, one creation at a time on this
+    /// thread (see [`one_at_a_time`]).
+    fn finish(self, result: Result<F::Object, CreateFailure<F::Error>>) {
+        // Put off, the step owns the creation: a step dropped unrun reports
+        // it aborted through the drop.
+        one_at_a_time(move || self.report(result));
+    }
+
+    fn report(mut self, result: Result<F::Object, CreateFailure<F::Error>>) {
         let Some(ticket) = self.ticket.take() else {
             return;
         };
-        let now = Instant::now();
+        let now = self.inner.runtime.now();
         match result {
             Ok(object) => self
                 .inner
@@ -515,7 +585,77 @@ impl<F: Factory, R: Runtime> Creation<F, R> {
 
 impl<F: Factory, R: Runtime> Drop for Creation<F, R> {
     fn drop(&mut self) {
-        self.finish(Err(CreateFailure::Aborted));
+        if let Some(ticket) = self.ticket.take() {
+            let unreported = Creation {
+                inner: self.inner.clone(),
+                ticket: Some(ticket),
+            };
+            unreported.finish(Err(CreateFailure::Aborted));
+        }
+    }
+}
+
+/// The ends of creations put off on this thread while another one's end is
+/// being reported there (see [`one_at_a_time`]); `None` while none is.
+type PutOff = RefCell<Option<VecDeque<Box<dyn FnOnce()>>>>;
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static PUT_OFF: PutOff = const { RefCell::new(None) };
+}
+// loom runs its threads on one OS thread: their locals are loom's.
+#[cfg(loom)]
+loom::thread_local! {
+    static PUT_OFF: PutOff = RefCell::new(None);
+}
+
+/// Runs `step` (the report of a creation's end) now, unless this thread is
+/// already running one: then `step` is queued, and the one running runs it
+/// next, in a loop.
+///
+/// Reporting a failed creation can start another one for the next waiter.
+/// A runtime that is shutting down drops that one's task at once, inside
+/// `spawn`, and its drop reports it in turn: run directly, the chain would
+/// nest one stack frame per waiter, and a few thousand waiters overflow the
+/// stack.
+fn one_at_a_time(step: impl FnOnce() + 'static) {
+    let mut step = Some(step);
+    let running_here = PUT_OFF.try_with(|put_off| {
+        let mut put_off = put_off.borrow_mut();
+        match put_off.as_mut() {
+            Some(queue) => {
+                if let Some(step) = step.take() {
+                    queue.push_back(Box::new(step));
+                }
+                false
+            }
+            None => {
+                *put_off = Some(VecDeque::new());
+                true
+            }
+        }
+    });
+    let Some(step) = step else { return };
+    // The thread's locals are being destroyed: run it without a queue.
+    let Ok(true) = running_here else {
+        return step();
+    };
+    let _done = StopPuttingOff;
+    step();
+    while let Some(next) = PUT_OFF.with(|put_off| put_off.borrow_mut().as_mut()?.pop_front()) {
+        next();
+    }
+}
+
+/// Ends the queueing of [`one_at_a_time`], even when a step panics: the
+/// steps still queued then are dropped, and each reports its creation
+/// aborted through its drop.
+struct StopPuttingOff;
+
+impl Drop for StopPuttingOff {
+    fn drop(&mut self) {
+        let unrun = PUT_OFF.try_with(|put_off| put_off.borrow_mut().take());
+        drop(unrun);
     }
 }
 
@@ -533,12 +673,13 @@ impl<F: Factory, R: Runtime> Wait<'_, F, R> {
     /// else leave the queue.
     fn give_up(mut self) -> Result<Checkout<F::Object>, PoolError<F::Error>> {
         let waiter = self.waiter.take().expect("a pending wait has its waiter");
+        let now = self.inner.runtime.now();
         self.inner
             .with_state(|state| match state.poll_waiter(waiter, |_| ()) {
                 Ok(WaitPoll::Ready(served)) => served.map_err(into_pool_error),
                 Ok(WaitPoll::Pending(waiter)) => {
                     state
-                        .cancel_waiter(waiter, Instant::now())
+                        .cancel_waiter(waiter, now)
                         .expect("a waiter of this pool");
                     Err(PoolError::Timeout(TimeoutKind::Wait))
                 }
@@ -577,8 +718,9 @@ impl<F: Factory, R: Runtime> Future for Wait<'_, F, R> {
 impl<F: Factory, R: Runtime> Drop for Wait<'_, F, R> {
     fn drop(&mut self) {
         if let Some(waiter) = self.waiter.take() {
+            let now = self.inner.runtime.now();
             self.inner
-                .with_state(|state| state.cancel_waiter(waiter, Instant::now()))
+                .with_state(|state| state.cancel_waiter(waiter, now))
                 .expect("a waiter of this pool");
         }
     }
@@ -590,6 +732,7 @@ fn into_pool_error<E: std::error::Error>(failure: Failure<CreateFailure<E>>) -> 
         Failure::Create(CreateFailure::Error(error)) => PoolError::Create(error),
         Failure::Create(CreateFailure::TimedOut) => PoolError::Timeout(TimeoutKind::Create),
         Failure::Create(CreateFailure::Aborted) => PoolError::CreateAborted,
+        Failure::Create(CreateFailure::Panicked) => PoolError::CreatePanicked,
     }
 }
 
@@ -621,13 +764,13 @@ async fn upkeep_loop<F: Factory, R: Runtime>(
     idle_check_interval: Option<Duration>,
 ) {
     let mut next_idle_check =
-        idle_check_interval.and_then(|interval| Instant::now().checked_add(interval));
+        idle_check_interval.and_then(|interval| runtime.now().checked_add(interval));
     loop {
         let (pause, woken) = {
             let Some(inner) = pool.upgrade() else { return };
             // Listen before reading the deadline, so that no wake-up is lost in between.
             let woken = inner.upkeep_wake.listen();
-            let now = Instant::now();
+            let now = runtime.now();
             let (pause, actions) = {
                 let mut locked = inner.lock();
                 if locked.machine.is_closed() {

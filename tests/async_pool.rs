@@ -798,13 +798,13 @@ async fn failing_creation_fails_one_waiter_only<R: TestRuntime>() {
     assert_eq!(occupancy(checked(&pool)), (2, 2, 0, 0, 0));
 }
 
-async fn panicking_creation_gives_create_aborted<R: TestRuntime>() {
+async fn panicking_creation_gives_create_panicked<R: TestRuntime>() {
     let f = Counting::<R>::new();
     f.panic_next(1);
     let pool = new_pool(&f, 1);
     let outcome = pool.acquire().await.map(|g| g.id);
     assert!(
-        matches!(outcome, Err(PoolError::CreateAborted)),
+        matches!(outcome, Err(PoolError::CreatePanicked)),
         "{outcome:?}"
     );
     assert_eq!(occupancy(checked(&pool)), (0, 0, 0, 0, 0), "slot freed");
@@ -1567,7 +1567,7 @@ scenarios!(
     close_twice_then_acquire_fails,
     create_error_reaches_waiter_and_frees_slot,
     failing_creation_fails_one_waiter_only,
-    panicking_creation_gives_create_aborted,
+    panicking_creation_gives_create_panicked,
     wait_timeout_fails_and_leaves_the_queue,
     create_timeout_fails_and_frees_slot,
     dead_idle_object_is_replaced_at_checkout,

@@ -36,6 +36,12 @@ pub use wtpool::{
 };
 
 /// smol's timers and its global executor, for the pool.
+///
+/// A pool on it spawns its creations, closes and upkeep task on smol's
+/// global executor, whichever executor or thread calls into the pool, and
+/// reads its time from the system's monotonic clock, the one smol's timers
+/// count on ([`Runtime::now`](wtpool::Runtime::now)'s default). None of it
+/// needs a runtime context: a pool on smol works from any thread.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Smol;
 

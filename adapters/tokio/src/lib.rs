@@ -25,36 +25,61 @@
 #![warn(missing_docs)]
 
 use std::future::Future;
-use std::time::Duration;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
 
+use tokio::runtime::{EnterGuard, Handle};
 pub use wtpool::{
     CloseErrors, ConfigError, Counters, Factory, ObjectMeta, PoolError, Status, TimeoutKind,
     machine,
 };
 
-/// tokio's timers and spawning, for the pool.
+/// tokio's clock, timers and spawning, for the pool: those of one runtime,
+/// whose handle it holds.
 ///
-/// It keeps the handle of the runtime it was made in, so that an object given
-/// back from a thread outside that runtime can still be closed on it.
+/// Everything a pool asks of it goes to that runtime, whichever thread or
+/// runtime calls into the pool:
+///
+/// - **Spawning**: the pool's creations, closes and upkeep task are spawned
+///   on that runtime, never on the caller's. A short-lived runtime that
+///   acquires from the pool takes none of the pool's work down with it when
+///   it shuts down; an object given back from a plain thread is closed there.
+/// - **Time**: the clock and the timers are that runtime's (created inside
+///   [`Handle::enter`]), so a runtime with paused time (`tokio::time::pause`,
+///   `start_paused`, tokio's `test-util` feature) drives the pool's
+///   timeouts, idle timeouts, lifetimes and back-offs.
+/// - **Anywhere**: none of it panics outside a runtime; a pool's `acquire`
+///   with a wait timeout works from a plain thread or another executor.
+///
+/// Bind it with [`Tokio::current`] inside the runtime (what `Default`,
+/// `Pool::new` and `Pool::builder` do) or with [`Tokio::with_handle`] from
+/// anywhere. One made outside any runtime holds no handle and cannot run
+/// tasks: a pool refuses to be built on it (with
+/// [`ConfigError::NoRuntime`]), and its timers never fire.
 #[derive(Debug, Clone)]
 pub struct Tokio {
-    handle: Option<tokio::runtime::Handle>,
+    handle: Option<Handle>,
 }
 
 impl Tokio {
-    /// Binds to the runtime this is called in, if any; spawning falls back to
-    /// it when called from outside any runtime.
+    /// Binds to the runtime this is called in; outside any runtime, to none
+    /// (see [`Tokio`]).
     pub fn current() -> Self {
         Tokio {
-            handle: tokio::runtime::Handle::try_current().ok(),
+            handle: Handle::try_current().ok(),
         }
     }
 
     /// Binds to the given runtime.
-    pub fn with_handle(handle: tokio::runtime::Handle) -> Self {
+    pub fn with_handle(handle: Handle) -> Self {
         Tokio {
             handle: Some(handle),
         }
+    }
+
+    /// The runtime it is bound to, if any.
+    pub fn handle(&self) -> Option<&Handle> {
+        self.handle.as_ref()
     }
 }
 
@@ -66,24 +91,53 @@ impl Default for Tokio {
 }
 
 impl wtpool::Runtime for Tokio {
+    /// A timer of the bound runtime, made inside its context so that it can
+    /// be awaited from anywhere. Without a runtime, it never fires.
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
-        tokio::time::sleep(duration)
+        let sleep = self.handle.as_ref().and_then(|handle| {
+            let _entered = enter(handle)?;
+            Some(tokio::time::sleep(duration))
+        });
+        async move {
+            match sleep {
+                Some(sleep) => sleep.await,
+                None => std::future::pending().await,
+            }
+        }
     }
 
+    /// Spawns on the bound runtime. Without one, or once it has shut down,
+    /// the future is dropped unrun (and the pool's drop guards keep its
+    /// accounting right).
     fn spawn<F>(&self, future: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        match tokio::runtime::Handle::try_current()
-            .ok()
-            .or_else(|| self.handle.clone())
-        {
+        match &self.handle {
             Some(handle) => drop(handle.spawn(future)),
-            // No runtime to run it on: dropping the future is all that can be
-            // done, and the pool's drop guards keep its accounting right.
             None => drop(future),
         }
     }
+
+    /// The bound runtime's clock: paused with it. Without a runtime, the
+    /// clock of the caller's runtime, if any, else the system's.
+    fn now(&self) -> Instant {
+        let _entered = self.handle.as_ref().and_then(enter);
+        tokio::time::Instant::now().into_std()
+    }
+
+    /// Whether it is bound to a runtime.
+    fn can_run_tasks(&self) -> bool {
+        self.handle.is_some()
+    }
+}
+
+/// Enters the runtime of `handle`, unless this thread no longer can: while
+/// its thread-locals are being destroyed (a guard dropped by a thread-local's
+/// destructor), [`Handle::enter`] panics, and a panic there would abort the
+/// process.
+fn enter(handle: &Handle) -> Option<EnterGuard<'_>> {
+    catch_unwind(AssertUnwindSafe(|| handle.enter())).ok()
 }
 
 impl wtpool_webtransport::TransportRuntime for Tokio {

@@ -1,14 +1,18 @@
 //! Where wtransport's I/O runs: it needs a tokio runtime with I/O and timers.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use tokio::runtime::Handle;
+use tokio::task::{JoinError, JoinHandle};
 
 use crate::WebTransportError;
 
 /// A [`wtpool::Runtime`] that can also say which tokio runtime wtransport's
 /// endpoints and handshakes run on. `wtpool-tokio` answers with its own
 /// runtime; `wtpool-smol` with a small background tokio runtime it owns.
+/// A handshake spawned there is aborted as soon as its creation is given up.
 pub trait TransportRuntime: wtpool::Runtime + Default {
     /// The tokio runtime for endpoint creation and `connect()`, used when the
     /// caller is not already running inside a tokio runtime.
@@ -30,8 +34,10 @@ pub(crate) fn enter<T>(
 
 /// Runs `future` (a handshake) where tokio I/O works: in place when already on
 /// a tokio runtime, else spawned on `io` and awaited from any executor. If the
-/// caller stops waiting, the spawned handshake finishes and its result is
-/// dropped (which closes a connection it made).
+/// caller stops waiting (a create timeout, a dropped acquire), the spawned
+/// handshake is aborted where it runs, as it would be in place: a handshake
+/// given up is not left in flight, so `max_creating` bounds the handshakes
+/// really in flight on every runtime.
 pub(crate) async fn run<T: Send + 'static>(
     io: Option<&Handle>,
     future: impl Future<Output = T> + Send + 'static,
@@ -40,8 +46,24 @@ pub(crate) async fn run<T: Send + 'static>(
         return Ok(future.await);
     }
     let handle = io.ok_or(WebTransportError::NoIoRuntime)?;
-    handle
-        .spawn(future)
+    AbortOnDrop(handle.spawn(future))
         .await
         .map_err(|_| WebTransportError::IoTaskLost)
+}
+
+/// A spawned task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

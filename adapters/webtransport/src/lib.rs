@@ -13,7 +13,10 @@
 //! | [`StreamPool`] | bidirectional streams ([`Stream`]) | one session |
 //!
 //! wtransport needs a tokio runtime for its I/O; [`TransportRuntime`] says
-//! which one to use when the pool runs elsewhere.
+//! which one to use when the pool runs elsewhere. A handshake runs there
+//! only as long as its creation is awaited: one given up (a create timeout,
+//! a dropped acquire) is aborted where it runs, so `max_creating` bounds
+//! the handshakes really in flight on every runtime.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

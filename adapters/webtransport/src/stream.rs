@@ -477,8 +477,7 @@ impl<R: TransportRuntime> StreamPool<R> {
     fn watching(pool: wtpool::Pool<StreamFactory, R>) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
         let watched = pool.clone();
-        let runtime = R::default();
-        wtpool::Runtime::spawn(&runtime, async move {
+        wtpool::Runtime::spawn(pool.runtime(), async move {
             let session = watched.factory().session().clone();
             let closed = std::pin::pin!(session.closed());
             if let Either::Left(_) = select(closed, stopped).await {
