@@ -332,6 +332,73 @@ impl Drop for QuirkyServer {
     }
 }
 
+/// A QUIC server that completes the QUIC handshake (TLS, ALPN h3) and then
+/// closes every connection at once with the HTTP/3 error `code`, as
+/// wtransport 0.7.2 does when a read of its control streams was torn. It
+/// counts the connections it closed, and runs on a runtime of its own.
+struct ClosingServer {
+    runtime: Option<tokio::runtime::Runtime>,
+    url: Url,
+    hash: Sha256Digest,
+    closed: Arc<AtomicUsize>,
+}
+
+impl ClosingServer {
+    fn start(code: u32) -> Self {
+        use wtransport::ServerConfig;
+        use wtransport::quinn;
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the closing server");
+        let identity = Identity::self_signed(["localhost", "127.0.0.1"]).expect("an identity");
+        let hash = identity.certificate_chain().as_slice()[0].hash();
+        let config = ServerConfig::builder()
+            .with_bind_address(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .with_identity(identity)
+            .build();
+        let endpoint = {
+            let _entered = runtime.enter();
+            quinn::Endpoint::server(
+                config.quic_config().clone(),
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            )
+            .expect("bind the closing server")
+        };
+        let address = endpoint.local_addr().expect("its address");
+        let closed = Arc::new(AtomicUsize::new(0));
+        let counter = closed.clone();
+        runtime.spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    if let Ok(connection) = incoming.await {
+                        // Counted before the client can hear of the close.
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        connection.close(quinn::VarInt::from_u32(code), b"");
+                    }
+                });
+            }
+        });
+        ClosingServer {
+            runtime: Some(runtime),
+            url: Url::parse(&format!("https://{address}/closing")).expect("a URL"),
+            hash,
+            closed,
+        }
+    }
+}
+
+impl Drop for ClosingServer {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 // ----- sessions: reuse -----
 
 /// Acquires, echoes and gives back a session twice: the second acquire gets
@@ -1118,6 +1185,38 @@ async fn bad_urls_and_settings_fail_at_construction<R: TestRuntime>() {
     endpoint_still_works::<R>(endpoint, &server).await;
 }
 
+/// wtransport 0.7.2 sometimes tears a read of its HTTP/3 control streams
+/// (a `select!` drops it halfway) and closes the handshake with
+/// `H3_FRAME_UNEXPECTED`, `H3_FRAME_ERROR` or `H3_EXCESSIVE_LOAD`; seen in
+/// this suite on a busy machine. Such a handshake is tried once more, and only
+/// once; a handshake closed with another HTTP/3 error is not retried.
+async fn torn_handshakes_are_tried_once_more<R: TestRuntime>() {
+    for (code, tries) in [(0x105, 2), (0x106, 2), (0x107, 2), (0x109, 1), (0x102, 1)] {
+        let server = ClosingServer::start(code);
+        let pool = pool_to::<R>(
+            endpoint::<R>(server.hash.clone()),
+            server.url.clone(),
+            1,
+            CREATE_TIMEOUT,
+        );
+        let error = failure(pool.acquire().await, "a server that always closes");
+        let PoolError::Create(error) = error else {
+            panic!("code {code:#x}: {error}");
+        };
+        assert!(
+            matches!(error, WebTransportError::Handshake { .. }),
+            "code {code:#x}: {error}"
+        );
+        assert_eq!(error.is_torn_handshake(), tries == 2, "code {code:#x}");
+        assert_eq!(
+            server.closed.load(Ordering::SeqCst),
+            tries,
+            "code {code:#x}: handshakes tried"
+        );
+        assert_eq!(occupancy(pool.status()), (0, 0, 0));
+    }
+}
+
 async fn server_session_limit_rejects_the_next_session<R: TestRuntime>() {
     let server = EchoServer::start(EchoServerOptions {
         max_sessions: Some(1),
@@ -1648,4 +1747,5 @@ scenarios!(
     unclean_streams_are_reset_clean_ones_finished,
     stream_pool_close_never_waits_on_the_peer,
     streams_the_peer_ends_while_idle_leave_the_pool,
+    torn_handshakes_are_tried_once_more,
 );

@@ -125,6 +125,37 @@ impl WebTransportError {
     }
 }
 
+impl WebTransportError {
+    /// Whether the handshake was closed, by either side, with an HTTP/3
+    /// frame error (`H3_FRAME_UNEXPECTED`, `H3_FRAME_ERROR`,
+    /// `H3_EXCESSIVE_LOAD`).
+    ///
+    /// wtransport 0.7.2 reads the frames of its HTTP/3 control streams inside
+    /// a `select!` loop that drops a read halfway whenever another event
+    /// comes first; the next read then starts in the middle of a frame and
+    /// the connection is closed with one of these codes. It is rare, and more
+    /// likely on a busy machine. A [`SessionFactory`](crate::SessionFactory)
+    /// tries such a handshake once more before it reports the failure.
+    pub fn is_torn_handshake(&self) -> bool {
+        const FRAME_ERRORS: std::ops::RangeInclusive<u64> = 0x105..=0x107;
+        match self {
+            WebTransportError::Handshake { source, .. } => match source {
+                ConnectionError::ApplicationClosed(close) => {
+                    FRAME_ERRORS.contains(&close.code().into_inner())
+                }
+                // wtransport keeps the code of a local HTTP/3 error private:
+                // its name is in the text.
+                ConnectionError::LocalH3Error(error) => {
+                    let name = error.to_string();
+                    ["FrameUnexpectedError", "FrameError", "ExcessiveLoad"].contains(&name.as_str())
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 /// Whether QUIC closed the connection with a TLS alert (a CRYPTO_ERROR,
 /// transport error codes 0x100 to 0x1ff). wtransport does not expose the
 /// code itself, only in the text: "... (code: N)" for a local error, and

@@ -69,16 +69,28 @@ impl SessionFactory {
     }
 }
 
-impl wtpool::Factory for SessionFactory {
-    type Object = Connection;
-    type Error = WebTransportError;
-
-    async fn create(&self) -> Result<Connection, WebTransportError> {
+impl SessionFactory {
+    /// One handshake.
+    async fn connect(&self) -> Result<Connection, WebTransportError> {
         let endpoint = self.endpoint.clone();
         let url = self.url.to_string();
         io::run(self.io.as_ref(), async move { endpoint.connect(url).await })
             .await?
             .map_err(|error| WebTransportError::from_connecting(self.url.as_str(), error))
+    }
+}
+
+impl wtpool::Factory for SessionFactory {
+    type Object = Connection;
+    type Error = WebTransportError;
+
+    /// Connects; a handshake torn by wtransport's frame-reading race (see
+    /// [`WebTransportError::is_torn_handshake`]) is tried once more.
+    async fn create(&self) -> Result<Connection, WebTransportError> {
+        match self.connect().await {
+            Err(error) if error.is_torn_handshake() => self.connect().await,
+            connected => connected,
+        }
     }
 
     /// A session is alive until its QUIC connection has a close reason:
