@@ -39,7 +39,7 @@ use futures::FutureExt;
 use futures::future::{Either, join_all, select};
 use url::Url;
 use wtpool::{ConfigError, Factory, Pool, PoolError, Status, TimeoutKind};
-use wtpool_webtransport::echo::{EchoServer, EchoServerOptions};
+use wtpool_webtransport::echo::{EchoServer, EchoServerOptions, StreamEnds};
 use wtpool_webtransport::{
     ABANDONED_STREAM_CODE, ClientEndpoint, ClientOptions, ConnectionPool, DEFAULT_CREATE_TIMEOUT,
     DEFAULT_MAX_CREATING, SessionFactory, SessionPool, Stream, StreamPool, WebTransportError,
@@ -1621,7 +1621,7 @@ async fn unclean_streams_are_reset_clean_ones_finished<R: TestRuntime>() {
     drop(stream);
     wait_until::<R>("a dropped stream is reset", || seen() == ends(0, 1)).await;
 
-    // Discarded, as the docs advise when the user's own framing broke.
+    // Discarded mid-exchange.
     let mut stream = streams.acquire().await.expect("a stream");
     stream.write_all(b"half").await.expect("write");
     wait_until::<R>("the server takes the stream up", taken_up(2)).await;
@@ -1658,6 +1658,114 @@ async fn unclean_streams_are_reset_clean_ones_finished<R: TestRuntime>() {
     wait_until::<R>("clean streams are finished", || seen() == ends(3, 3)).await;
 }
 
+/// Regression (review): a `write_all` or `read_exact` of the tokio or futures
+/// I/O traits, dropped halfway, did not tear the stream (only the async
+/// methods did), so after a mark the next borrower read the old bytes. A
+/// poll-based call whose last poll was pending, found so at the mark, tears
+/// the stream now.
+async fn poll_based_calls_abandoned_halfway_tear_the_stream<R: TestRuntime>() {
+    let server = start_server();
+    let sessions = session_pool::<R>(&server, 1);
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), 1).expect("a stream pool");
+
+    // tokio's `write_all`, dropped after one poll.
+    let mut stream = streams.acquire().await.expect("a stream");
+    let id = stream.id();
+    let large = vec![b'A'; 8 << 20];
+    assert!(
+        tokio::io::AsyncWriteExt::write_all(&mut *stream, &large)
+            .now_or_never()
+            .is_none(),
+        "the write finished in one poll: make the message larger"
+    );
+    stream.mark_complete();
+    assert!(!stream.is_reusable(), "a torn stream counts as reusable");
+    drop(stream);
+    let mut stream = streams.acquire().await.expect("a stream");
+    assert_ne!(stream.id(), id, "a torn stream was handed out again");
+    round_trip(&mut stream, b"BBBB").await;
+    drop(stream);
+
+    // futures' `read_exact`, dropped by a timeout after a partial fill: only
+    // 8 of the 16 bytes it waits for ever come back.
+    let mut stream = streams.acquire().await.expect("the clean stream");
+    let id = stream.id();
+    stream.write_all(&[b'C'; 8]).await.expect("write");
+    let mut sixteen = [0; 16];
+    let read = futures::AsyncReadExt::read_exact(&mut *stream, &mut sixteen);
+    assert!(
+        within::<R, _>(Duration::from_millis(200), read)
+            .await
+            .is_none()
+    );
+    stream.mark_complete();
+    assert!(!stream.is_reusable(), "a torn stream counts as reusable");
+    drop(stream);
+    let mut stream = streams.acquire().await.expect("a stream");
+    assert_ne!(stream.id(), id, "a torn stream was handed out again");
+    round_trip(&mut stream, b"DDDD").await;
+}
+
+/// Regression (review): a torn stream that its borrower then finished ended
+/// with a clean FIN, a cut message followed by a normal end. `finish` (and
+/// the traits' shutdown or close) resets a torn stream instead, and fails.
+async fn a_torn_stream_is_reset_not_finished<R: TestRuntime>() {
+    let server = start_server();
+    let sessions = session_pool::<R>(&server, 1);
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), 2).expect("a stream pool");
+    let large = vec![7; 8 << 20];
+    for (n, close) in [(1, false), (2, true)] {
+        let mut stream = streams.acquire().await.expect("a stream");
+        assert!(stream.write_all(&large).now_or_never().is_none());
+        // A stream reset before its first bytes left never reaches the echo.
+        wait_until::<R>("the server takes the stream up", || {
+            server.streams_accepted() == n
+        })
+        .await;
+        if close {
+            let closed = futures::AsyncWriteExt::close(&mut *stream).await;
+            assert!(closed.is_err(), "a torn stream was closed cleanly");
+        } else {
+            assert!(stream.finish().await.is_err(), "a torn stream was finished");
+        }
+        drop(stream);
+    }
+    wait_until::<R>("both torn streams are reset", || {
+        server.stream_ends()
+            == StreamEnds {
+                finished: 0,
+                reset: vec![ABANDONED_STREAM_CODE; 2],
+            }
+    })
+    .await;
+}
+
+/// A borrower that marks its exchange complete too early (a reply still on
+/// its way) leaves a stream that the pool finds unread bytes on, at return,
+/// at checkout or in the idle check: it leaves reset, never handed out.
+async fn unread_bytes_keep_a_stream_from_reuse<R: TestRuntime>() {
+    let server = start_server();
+    let sessions = session_pool::<R>(&server, 1);
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), 1).expect("a stream pool");
+    let mut stream = streams.acquire().await.expect("a stream");
+    stream.write_all(b"xxxx").await.expect("write");
+    stream.mark_complete(); // too early: the echo is on its way
+    drop(stream);
+    wait_until::<R>("the stream with the unread echo leaves", || {
+        checked(streams.status()).idle == 0
+    })
+    .await;
+    wait_until::<R>("it is reset", || {
+        server.stream_ends().reset == [ABANDONED_STREAM_CODE]
+    })
+    .await;
+    let mut stream = streams.acquire().await.expect("a new stream");
+    round_trip(&mut stream, b"yyyy").await;
+}
+
 /// Suspected and confirmed: closing a StreamPool awaited each idle stream's
 /// `finish()` acknowledgement, so with a vanished peer `close()` waited out
 /// the QUIC idle timeout. It finishes without waiting now: one poll closes.
@@ -1678,7 +1786,7 @@ async fn stream_pool_close_never_waits_on_the_peer<R: TestRuntime>() {
     assert_eq!(occupancy(streams.status()), (0, 0, 0));
 }
 
-/// Suspected and confirmed: a peer that finished, reset or stopped an idle
+/// Suspected and confirmed: a peer that finished or reset its half of an idle
 /// stream was noticed only by the next borrower's I/O. The pool now looks
 /// (without waiting) at return, at checkout and in the idle check, so such a
 /// stream leaves the idle list by itself.
@@ -1693,14 +1801,11 @@ async fn streams_the_peer_ends_while_idle_leave_the_pool<R: TestRuntime>() {
     let session = sessions.acquire().await.expect("a session");
     let streams = StreamPool::<R>::new((*session).clone(), 1).expect("a stream pool");
     let mut ended = HashSet::new();
-    // `F`: an echo and then the peer's finish. `R` and `S`: one-way
-    // messages (no reply is due, so the exchange is complete once written),
-    // after which the peer resets its half or stops ours.
-    for (message, how) in [
-        (b"FFFF", "finished"),
-        (b"RRRR", "reset"),
-        (b"SSSS", "stopped"),
-    ] {
+    // `F`: an echo and then the peer's finish. `R`: a one-way message (no
+    // reply is due, so the exchange is complete once written), after which
+    // the peer resets its half. (A peer's STOP_SENDING on our half is seen by
+    // the next write: `streams_the_peer_ended_are_not_reused`.)
+    for (message, how) in [(b"FFFF", "finished"), (b"RRRR", "reset")] {
         let mut stream = streams.acquire().await.expect("a stream");
         assert!(ended.insert(stream.id()), "an ended stream came back");
         if how == "finished" {
@@ -1748,4 +1853,7 @@ scenarios!(
     stream_pool_close_never_waits_on_the_peer,
     streams_the_peer_ends_while_idle_leave_the_pool,
     torn_handshakes_are_tried_once_more,
+    poll_based_calls_abandoned_halfway_tear_the_stream,
+    a_torn_stream_is_reset_not_finished,
+    unread_bytes_keep_a_stream_from_reuse,
 );
