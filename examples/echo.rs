@@ -156,18 +156,18 @@ async fn run<R: TransportRuntime>(
         phase::<R, _, _>(args, "SessionPool (a new stream per request)", move |_| {
             let (pool, msg) = (pool.clone(), msg.clone());
             async move {
-                let session = pool.acquire().await.map_err(|e| e.to_string())?;
+                let session = pool.acquire().await.map_err(|e| report(&e))?;
                 let (mut send, mut recv) = session
                     .open_bi()
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| report(&e))?
                     .await
-                    .map_err(|e| e.to_string())?;
-                send.write_all(&msg).await.map_err(|e| e.to_string())?;
-                send.finish().await.map_err(|e| e.to_string())?;
+                    .map_err(|e| report(&e))?;
+                send.write_all(&msg).await.map_err(|e| report(&e))?;
+                send.finish().await.map_err(|e| report(&e))?;
                 let mut echoed = Vec::with_capacity(msg.len());
                 let mut chunk = [0u8; 4096];
-                while let Some(n) = recv.read(&mut chunk).await.map_err(|e| e.to_string())? {
+                while let Some(n) = recv.read(&mut chunk).await.map_err(|e| report(&e))? {
                     echoed.extend_from_slice(&chunk[..n]);
                 }
                 check_echo(&msg, &echoed)
@@ -190,13 +190,13 @@ async fn run<R: TransportRuntime>(
         let (pools, msg) = (pools.clone(), msg.clone());
         async move {
             let pool = &pools[i % pools.len()];
-            let mut stream = pool.acquire().await.map_err(|e| e.to_string())?;
-            stream.write_all(&msg).await.map_err(|e| e.to_string())?;
+            let mut stream = pool.acquire().await.map_err(|e| report(&e))?;
+            stream.write_all(&msg).await.map_err(|e| report(&e))?;
             let mut echoed = vec![0u8; msg.len()];
             stream
                 .read_exact(&mut echoed)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| report(&e))?;
             stream.mark_complete();
             check_echo(&msg, &echoed)
         }
@@ -211,6 +211,17 @@ async fn run<R: TransportRuntime>(
     }
     let _ = sessions.close().await;
     Ok(reports)
+}
+
+/// An error and its causes, one after the other: each layer's message once.
+fn report(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 fn check_echo(sent: &[u8], echoed: &[u8]) -> Result<(), String> {

@@ -1,4 +1,9 @@
 //! The errors of the pool.
+//!
+//! Each message names what failed at this layer; the cause, where there is
+//! one, is reached through `source()` and never repeated in the message, so
+//! that a reporter walking the chain (anyhow, eyre, tracing) prints each
+//! message once.
 
 use std::fmt;
 
@@ -59,7 +64,7 @@ pub enum PoolError<E: std::error::Error + 'static> {
     #[error("timed out {0}")]
     Timeout(TimeoutKind),
     /// The factory could not create the object meant for this caller.
-    #[error("could not create a pool object: {0}")]
+    #[error("could not create a pool object")]
     Create(#[source] E),
     /// The task creating the object meant for this caller was dropped before
     /// it finished: the pool's runtime shut down, or could not run it.
@@ -70,7 +75,7 @@ pub enum PoolError<E: std::error::Error + 'static> {
     #[error("the factory panicked while creating a pool object")]
     CreatePanicked,
     /// The factory could not close an object given back dead or discarded.
-    #[error("could not close a pool object: {0}")]
+    #[error("could not close a pool object")]
     Close(#[source] E),
     /// An object was released to a pool that did not hand it out; it went
     /// back to its own pool.
@@ -79,10 +84,26 @@ pub enum PoolError<E: std::error::Error + 'static> {
 }
 
 /// What [`Pool::close`](crate::Pool::close) could not close: the factory's
-/// errors, one for each idle object whose close failed.
-#[derive(Debug, thiserror::Error)]
-#[error("closing the pool failed for {} idle object(s); first error: {}", .errors.len(), .errors[0])]
+/// errors, one for each idle object whose close failed. Its `source()` is
+/// the first of them.
+#[derive(Debug)]
 pub struct CloseErrors<E: std::error::Error + 'static> {
     /// The errors, at least one.
     pub errors: Vec<E>,
+}
+
+impl<E: std::error::Error + 'static> fmt::Display for CloseErrors<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "closing the pool failed for {} idle object(s)",
+            self.errors.len()
+        )
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for CloseErrors<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.errors.first().map(|error| error as _)
+    }
 }

@@ -39,7 +39,7 @@ use wtpool_webtransport::{
 use wtransport::Connection;
 
 use counting::Counting;
-use harness::within;
+use harness::{chain, within};
 
 // ----- the harness -----
 
@@ -275,7 +275,7 @@ async fn webtransport_pools_refuse_zero_sizes_and_take_huge_ones<R: TransportRun
         "{error}"
     );
     assert_eq!(
-        error.to_string(),
+        chain(&error),
         "invalid pool setting: max_size must be at least 1, got 0"
     );
 
@@ -338,7 +338,7 @@ async fn webtransport_options_refuse_zero_durations<R: TransportRuntime>() {
             other => panic!("{name} of zero: not a ZeroDuration config error: {other}"),
         }
         assert_eq!(
-            error.to_string(),
+            chain(&error),
             format!("invalid pool setting: {name} must be longer than zero")
         );
     }

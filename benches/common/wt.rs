@@ -110,8 +110,15 @@ where
     sample
 }
 
-fn text<E: std::fmt::Display>(error: E) -> String {
-    error.to_string()
+/// An error and its causes, one after the other: each layer's message once.
+fn text<E: std::error::Error>(error: E) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
 }
 
 /// A new stream on `session`: the message, finish, the echo read to its end.

@@ -1,5 +1,10 @@
 //! The errors of the WebTransport pools, one for each way a session can fail
 //! to come about.
+//!
+//! Each message names what failed at this layer; the cause, where there is
+//! one, is reached through `source()` and never repeated in the message, so
+//! that a reporter walking the chain (anyhow, eyre, tracing) prints each
+//! message once.
 
 use std::time::Duration;
 
@@ -9,7 +14,7 @@ use wtransport::error::{ConnectingError, ConnectionError, StreamOpeningError};
 #[derive(Debug, thiserror::Error)]
 pub enum WebTransportError {
     /// A pool setting cannot work (a `max_size` of 0, say).
-    #[error("invalid pool setting: {0}")]
+    #[error("invalid pool setting")]
     Config(#[source] wtpool::ConfigError),
     /// The URL cannot be used for WebTransport.
     #[error("invalid WebTransport URL {url:?}: {reason}")]
@@ -28,7 +33,7 @@ pub enum WebTransportError {
     #[error("invalid keep-alive interval {0:?}: use None for no keep-alive")]
     InvalidKeepAlive(Duration),
     /// The client endpoint (its UDP socket) could not be set up.
-    #[error("could not set up the client endpoint: {0}")]
+    #[error("could not set up the client endpoint")]
     Endpoint(#[source] std::io::Error),
     /// The host name of the URL does not resolve.
     #[error("cannot resolve the host of {url}: {reason}")]
@@ -46,7 +51,7 @@ pub enum WebTransportError {
     },
     /// The TLS handshake failed: the certificate was refused (not trusted,
     /// wrong name, wrong pinned hash) or the peers share no cipher or protocol.
-    #[error("TLS handshake with {url} failed: {source}")]
+    #[error("TLS handshake with {url} failed")]
     Tls {
         /// The URL.
         url: String,
@@ -63,7 +68,7 @@ pub enum WebTransportError {
     },
     /// The connection was closed during the handshake: for instance a server
     /// that speaks another WebTransport draft ("h3_settings validate invalid").
-    #[error("the connection to {url} failed during the handshake: {source}")]
+    #[error("the connection to {url} failed during the handshake")]
     Handshake {
         /// The URL.
         url: String,
@@ -72,7 +77,7 @@ pub enum WebTransportError {
         source: ConnectionError,
     },
     /// Another connect failure.
-    #[error("connecting to {url} failed: {source}")]
+    #[error("connecting to {url} failed")]
     Connect {
         /// The URL.
         url: String,
@@ -81,10 +86,10 @@ pub enum WebTransportError {
         source: ConnectingError,
     },
     /// The session the stream pool opens streams on is closed.
-    #[error("the session is closed: {0}")]
+    #[error("the session is closed")]
     SessionClosed(#[source] ConnectionError),
     /// The peer refused a new stream.
-    #[error("could not open a stream: {0}")]
+    #[error("could not open a stream")]
     StreamOpen(#[source] StreamOpeningError),
     /// wtransport needs a tokio runtime, and none was there.
     #[error(
