@@ -32,3 +32,9 @@ pub use machine::{Counters, ObjectMeta, Status};
 pub use pool::Pool;
 pub use pooled::Pooled;
 pub use runtime::Runtime;
+
+/// The README's snippets, compiled and run as doctests, so that each
+/// compiles exactly as pasted.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

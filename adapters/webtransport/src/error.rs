@@ -43,7 +43,9 @@ pub enum WebTransportError {
         /// What the resolver said.
         reason: String,
     },
-    /// Nothing answered at the server's address before the QUIC idle timeout.
+    /// Nothing answered at the server's address before the QUIC idle timeout
+    /// (6 s with [`ClientOptions::default`](crate::ClientOptions); QUIC waits
+    /// at least three probe timeouts, 3 s at first, however short it is).
     #[error("no WebTransport server answered at {url} (QUIC handshake timed out)")]
     Unreachable {
         /// The URL.
@@ -60,7 +62,9 @@ pub enum WebTransportError {
         source: ConnectionError,
     },
     /// The server answered the WebTransport request with an error status
-    /// (404 Not Found, 429 Too Many Requests, 403 Forbidden…).
+    /// (404 Not Found, 429 Too Many Requests, 403 Forbidden…). wtransport
+    /// 0.7.2 drops the status itself (its `SessionRejected` carries none), so
+    /// this error cannot say which one it was.
     #[error("the server at {url} refused the WebTransport session (HTTP error status)")]
     SessionRejected {
         /// The URL.
