@@ -1228,15 +1228,13 @@ async fn min_idle_refill_retry_follows_the_backoff<R: TestRuntime>() {
     // Let the upkeep task settle into its sleep.
     sleep::<R>(100).await;
     f.fail_next(1);
-    let failed_at = Instant::now();
     assert_eq!(pool.retain(|_, _| false), 1, "the refill starts and fails");
     wait_status(&pool, "refilled", |s| s.idle == 1).await;
-    let took = failed_at.elapsed();
     assert_eq!(f.create_calls(), 3);
-    assert!(
-        took < Duration::from_millis(700),
-        "the refill was retried {took:?} after it failed, not ~100 ms"
-    );
+    // When: 100 ms after the failure, not at the upkeep's next 1 s tick. A
+    // bound on real time fails on a busy machine (it did, at 2.5 s on smol
+    // under load), so the schedule itself is checked on tokio's paused clock:
+    // `paused_time_drives_the_refill_backoff` in tests/edges.rs.
 }
 
 async fn max_creating_caps_creations_in_flight<R: TestRuntime>() {

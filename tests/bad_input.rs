@@ -473,7 +473,9 @@ async fn unusable_addresses_fail_at_once<R: TransportRuntime>() {
             Ok(_) => panic!("{url}: a session"),
             Err(error) => error,
         };
-        assert!(started.elapsed() < Duration::from_secs(1), "{url}: slow");
+        // At once, with no handshake: well within the 3 s that even a
+        // handshake with nobody takes (a margin for a busy machine).
+        assert!(started.elapsed() < Duration::from_secs(3), "{url}: slow");
         match &error {
             PoolError::Create(WebTransportError::Connect { source, .. }) => assert!(
                 source.to_string().contains("invalid remote address"),

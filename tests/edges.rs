@@ -749,7 +749,9 @@ fn paused_time_drives_the_max_lifetime() {
 /// Regression: under paused time, a failed `min_idle` refill was retried
 /// when the system clock, not the runtime's, passed the back-off. Now the
 /// retries come at the back-off's steps of virtual time: 100 ms, doubling,
-/// up to 5 s.
+/// up to 5 s. (This also guards the upkeep task against sleeping through a
+/// deadline that came earlier, which `min_idle_refill_retry_follows_the_backoff`
+/// in tests/async_pool.rs cannot time on a busy machine.)
 #[test]
 fn paused_time_drives_the_refill_backoff() {
     paused(async {

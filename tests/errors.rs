@@ -95,6 +95,16 @@ fn webtransport_errors() -> Vec<(WebTransportError, String)> {
             format!("TLS handshake with {url} failed: connection locally closed"),
         ),
         (
+            WebTransportError::CertificateNotPinned {
+                url: url.clone(),
+                source: ConnectionError::LocallyClosed,
+            },
+            format!(
+                "the certificate of {url} matches no pinned hash (a pinned certificate must \
+                 also be ECDSA P-256 and valid 14 days at most): connection locally closed"
+            ),
+        ),
+        (
             WebTransportError::SessionRejected { url: url.clone() },
             format!("the server at {url} refused the WebTransport session (HTTP error status)"),
         ),

@@ -61,6 +61,21 @@ pub enum WebTransportError {
         #[source]
         source: ConnectionError,
     },
+    /// The endpoint pins server certificates by hash
+    /// ([`ServerCertificate::Hashes`](crate::ServerCertificate::Hashes)), and
+    /// the server's certificate matches none of the hashes, or is not fit for
+    /// pinning (it must be ECDSA P-256 and valid 14 days at most).
+    #[error(
+        "the certificate of {url} matches no pinned hash (a pinned certificate must also be \
+         ECDSA P-256 and valid 14 days at most)"
+    )]
+    CertificateNotPinned {
+        /// The URL.
+        url: String,
+        /// What QUIC reported.
+        #[source]
+        source: ConnectionError,
+    },
     /// The server answered the WebTransport request with an error status
     /// (404 Not Found, 429 Too Many Requests, 403 Forbidden…). wtransport
     /// 0.7.2 drops the status itself (its `SessionRejected` carries none), so
@@ -106,8 +121,9 @@ pub enum WebTransportError {
 }
 
 impl WebTransportError {
-    /// Sorts a connect failure into the error a user can act on.
-    pub(crate) fn from_connecting(url: &str, error: ConnectingError) -> Self {
+    /// Sorts a connect failure into the error a user can act on; `pinned`
+    /// says whether the endpoint pins certificates by hash.
+    pub(crate) fn from_connecting(url: &str, error: ConnectingError, pinned: bool) -> Self {
         let url = url.to_owned();
         match error {
             ConnectingError::InvalidUrl(reason) => WebTransportError::InvalidUrl { url, reason },
@@ -122,6 +138,13 @@ impl WebTransportError {
             ConnectingError::SessionRejected => WebTransportError::SessionRejected { url },
             ConnectingError::ConnectionError(ConnectionError::TimedOut) => {
                 WebTransportError::Unreachable { url }
+            }
+            // wtransport's hash verifier refuses a certificate as it would an
+            // unknown issuer: only the endpoint's pins tell the two apart.
+            ConnectingError::ConnectionError(source)
+                if pinned && is_tls_failure(&source) && is_certificate_refused(&source) =>
+            {
+                WebTransportError::CertificateNotPinned { url, source }
             }
             ConnectingError::ConnectionError(source) if is_tls_failure(&source) => {
                 WebTransportError::Tls { url, source }
@@ -163,6 +186,12 @@ impl WebTransportError {
             _ => false,
         }
     }
+}
+
+/// Whether the TLS failure is ours refusing the server's certificate
+/// (rustls names the certificate error in the text).
+fn is_certificate_refused(error: &ConnectionError) -> bool {
+    error.to_string().contains("certificate")
 }
 
 /// Whether QUIC closed the connection with a TLS alert (a CRYPTO_ERROR,

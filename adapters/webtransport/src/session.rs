@@ -17,8 +17,63 @@ use wtransport::{ClientConfig, Connection, Endpoint, VarInt};
 
 use crate::{Builder, ClientOptions, TransportRuntime, WebTransportError, io};
 
-/// A client endpoint, shareable between pools.
-pub type ClientEndpoint = Arc<Endpoint<Client>>;
+/// A client endpoint (a UDP socket and its settings), shareable between
+/// pools: cheap to clone, and it derefs to wtransport's [`Endpoint`].
+///
+/// It remembers whether it pins server certificates by hash, so that a
+/// certificate refused by the pins is reported as
+/// [`WebTransportError::CertificateNotPinned`] rather than as a plain TLS
+/// failure (wtransport reports both alike). Make one with
+/// [`client_endpoint`]; an endpoint of your own converts with `From` (and
+/// then counts as not pinning).
+///
+/// ```
+/// # fn demo(endpoint: wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>) {
+/// use std::sync::Arc;
+/// use wtpool_webtransport::ClientEndpoint;
+///
+/// let shared = ClientEndpoint::from(Arc::new(endpoint));
+/// assert!(!shared.pins_certificates());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ClientEndpoint {
+    endpoint: Arc<Endpoint<Client>>,
+    pinned: bool,
+}
+
+impl ClientEndpoint {
+    /// Whether it accepts only server certificates pinned by hash
+    /// ([`ServerCertificate::Hashes`](crate::ServerCertificate::Hashes)).
+    pub fn pins_certificates(&self) -> bool {
+        self.pinned
+    }
+}
+
+impl From<Arc<Endpoint<Client>>> for ClientEndpoint {
+    fn from(endpoint: Arc<Endpoint<Client>>) -> Self {
+        ClientEndpoint {
+            endpoint,
+            pinned: false,
+        }
+    }
+}
+
+impl Deref for ClientEndpoint {
+    type Target = Endpoint<Client>;
+
+    fn deref(&self) -> &Endpoint<Client> {
+        &self.endpoint
+    }
+}
+
+impl std::fmt::Debug for ClientEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientEndpoint")
+            .field("pinned", &self.pinned)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Makes a client endpoint from `options`, on the runtime wtransport needs
 /// (see [`TransportRuntime`]).
@@ -26,13 +81,20 @@ pub fn client_endpoint<R: TransportRuntime>(
     options: &ClientOptions,
 ) -> Result<ClientEndpoint, WebTransportError> {
     let config = options.build()?;
-    endpoint_from(R::default().io_handle().as_ref(), config)
+    let endpoint = endpoint_from(R::default().io_handle().as_ref(), config)?;
+    Ok(ClientEndpoint {
+        endpoint,
+        pinned: matches!(
+            options.server_certificate,
+            crate::ServerCertificate::Hashes(_)
+        ),
+    })
 }
 
 fn endpoint_from(
     io: Option<&Handle>,
     config: ClientConfig,
-) -> Result<ClientEndpoint, WebTransportError> {
+) -> Result<Arc<Endpoint<Client>>, WebTransportError> {
     io::enter(io, || Endpoint::client(config))?
         .map(Arc::new)
         .map_err(WebTransportError::Endpoint)
@@ -40,14 +102,14 @@ fn endpoint_from(
 
 /// Makes WebTransport sessions to one URL from one client endpoint.
 pub struct SessionFactory {
-    endpoint: Arc<Endpoint<Client>>,
+    endpoint: ClientEndpoint,
     url: Url,
     io: Option<Handle>,
 }
 
 impl SessionFactory {
     fn new<R: TransportRuntime>(
-        endpoint: Arc<Endpoint<Client>>,
+        endpoint: ClientEndpoint,
         url: Url,
     ) -> Result<Self, WebTransportError> {
         check_url(&url)?;
@@ -64,7 +126,7 @@ impl SessionFactory {
     }
 
     /// The client endpoint sessions are made from.
-    pub fn endpoint(&self) -> &Arc<Endpoint<Client>> {
+    pub fn endpoint(&self) -> &ClientEndpoint {
         &self.endpoint
     }
 }
@@ -76,7 +138,9 @@ impl SessionFactory {
         let url = self.url.to_string();
         io::run(self.io.as_ref(), async move { endpoint.connect(url).await })
             .await?
-            .map_err(|error| WebTransportError::from_connecting(self.url.as_str(), error))
+            .map_err(|error| {
+                WebTransportError::from_connecting(self.url.as_str(), error, self.endpoint.pinned)
+            })
     }
 }
 
@@ -139,7 +203,7 @@ impl<R: TransportRuntime> SessionPool<R> {
     /// A pool of at most `max_size` sessions to `url` (which must be https)
     /// from `client`, with the WebTransport defaults of [`Builder`].
     pub fn new(
-        client: Arc<Endpoint<Client>>,
+        client: impl Into<ClientEndpoint>,
         url: Url,
         max_size: usize,
     ) -> Result<Self, WebTransportError> {
@@ -148,11 +212,11 @@ impl<R: TransportRuntime> SessionPool<R> {
 
     /// A builder, to change the engine's options before the pool is made.
     pub fn builder(
-        client: Arc<Endpoint<Client>>,
+        client: impl Into<ClientEndpoint>,
         url: Url,
         max_size: usize,
     ) -> Result<SessionPoolBuilder<R>, WebTransportError> {
-        let factory = SessionFactory::new::<R>(client, url)?;
+        let factory = SessionFactory::new::<R>(client.into(), url)?;
         Ok(Builder::new(factory, max_size, |pool| SessionPool { pool }))
     }
 }
@@ -211,7 +275,7 @@ impl<R: TransportRuntime> ConnectionPool<R> {
         let io = R::default().io_handle();
         let endpoint = io::enter(io.as_ref(), || Endpoint::client(config))?
             .map_err(WebTransportError::Endpoint)?;
-        let factory = SessionFactory::new::<R>(Arc::new(endpoint), url)?;
+        let factory = SessionFactory::new::<R>(Arc::new(endpoint).into(), url)?;
         Ok(Builder::new(factory, max_size, |pool| ConnectionPool {
             pool,
         }))
