@@ -9,6 +9,21 @@ use crate::{Factory, Pool, PoolError, Runtime};
 
 /// An object borrowed from a [`Pool`]. It derefs to the object and goes back
 /// to the pool when dropped (closed instead if the factory finds it dead).
+///
+/// ```
+/// # async fn demo<F: wtpool::Factory, R: wtpool::Runtime + Default>(pool: wtpool::Pool<F, R>)
+/// #     -> Result<(), Box<dyn std::error::Error>> {
+/// let object = pool.acquire().await?;      // a Pooled: derefs to F::Object
+/// println!("object {} handed out {} times", object.meta().id, object.meta().checkouts);
+/// drop(object);                            // back to the pool
+///
+/// let broken = pool.acquire().await?;
+/// broken.discard().await?;                 // closed instead, its slot freed
+///
+/// let mine = pool.acquire().await?.detach(); // out of the pool for good
+/// # drop(mine);
+/// # Ok(()) }
+/// ```
 pub struct Pooled<F: Factory, R: Runtime> {
     /// `None` only once the object was given back, detached or discarded.
     checkout: Option<Checkout<F::Object>>,

@@ -27,6 +27,52 @@ use std::time::{Duration, Instant};
 ///
 /// A runtime that cannot run tasks (see [`can_run_tasks`](Runtime::can_run_tasks))
 /// is refused when the pool is built.
+///
+/// An executor of your own, here a thread per task and a thread per timer
+/// (`smol::block_on` polls each task on its thread):
+///
+/// ```
+/// use std::future::Future;
+/// use std::time::Duration;
+///
+/// #[derive(Clone, Default)]
+/// struct Threads;
+///
+/// impl wtpool::Runtime for Threads {
+///     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+///         let (done, wait) = futures::channel::oneshot::channel::<()>();
+///         std::thread::spawn(move || {
+///             std::thread::sleep(duration);
+///             let _ = done.send(());
+///         });
+///         async move {
+///             let _ = wait.await;
+///         }
+///     }
+///
+///     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) {
+///         std::thread::spawn(move || smol::block_on(future));
+///     }
+/// }
+///
+/// struct Numbers;
+///
+/// impl wtpool::Factory for Numbers {
+///     type Object = u64;
+///     type Error = std::io::Error;
+///
+///     async fn create(&self) -> Result<u64, std::io::Error> {
+///         Ok(7)
+///     }
+/// }
+///
+/// let pool: wtpool::Pool<Numbers, Threads> = wtpool::Pool::builder(Numbers)
+///     .wait_timeout(Duration::from_secs(5))
+///     .build()?;
+/// let n = smol::block_on(pool.acquire())?;
+/// assert_eq!(*n, 7);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Runtime: Clone + Send + Sync + 'static {
     /// A future that completes after `duration`, on the clock of
     /// [`now`](Runtime::now).

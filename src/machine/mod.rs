@@ -318,6 +318,34 @@ struct Idle<T> {
 ///
 /// `T` is the pooled object, `E` a creation error, `W` the payload a waiter is
 /// woken with (a `Waker`, a thread handle, `()`).
+///
+/// Driven by hand, with no runtime: every input is followed by a drain of
+/// [`poll_action`](Self::poll_action).
+///
+/// ```
+/// use std::time::Instant;
+/// use wtpool::machine::{Acquire, Action, Limits, PoolState, WaitPoll};
+///
+/// let mut pool: PoolState<String, std::io::Error, &str> = PoolState::new(Limits::new(1))?;
+/// let now = Instant::now();
+///
+/// // Nothing idle: the caller queues, and the machine asks for a creation.
+/// let Acquire::Queued(waiter) = pool.acquire(now, |_| true, || "wake me") else { unreachable!() };
+/// let Some(Action::Create(ticket)) = pool.poll_action() else { unreachable!() };
+///
+/// // The driver creates the object (here at once) and reports it.
+/// pool.handle_created(ticket, "a connection".to_owned(), now).expect("our ticket");
+/// let Some(Action::Wake(payload)) = pool.poll_action() else { unreachable!() };
+/// assert_eq!(payload, "wake me");
+///
+/// // Woken, the waiter collects its object; given back, it idles.
+/// let Ok(WaitPoll::Ready(Ok(checkout))) = pool.poll_waiter(waiter, |_| ()) else { unreachable!() };
+/// assert_eq!(checkout.object(), "a connection");
+/// pool.release(checkout, now, true).expect("our checkout");
+/// assert_eq!(pool.status().idle, 1);
+/// pool.check_invariants();
+/// # Ok::<(), wtpool::ConfigError>(())
+/// ```
 pub struct PoolState<T, E, W> {
     id: PoolId,
     limits: Limits,

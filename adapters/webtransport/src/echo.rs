@@ -52,6 +52,18 @@ impl Default for EchoServerOptions {
 }
 
 /// A running echo server. Dropping it stops it the way [`vanish`](Self::vanish) does.
+///
+/// ```
+/// use wtpool_webtransport::ClientOptions;
+/// use wtpool_webtransport::echo::{EchoServer, EchoServerOptions};
+///
+/// let server = EchoServer::start(EchoServerOptions::default())?; // 127.0.0.1, a free port
+/// assert_eq!(server.url().path(), "/echo");
+/// // A client that trusts its self-signed certificate by hash:
+/// let options = ClientOptions::default().with_certificate_hash(server.certificate_hash());
+/// # drop(options);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct EchoServer {
     runtime: Option<tokio::runtime::Runtime>,
     endpoint: Arc<Endpoint<Server>>,

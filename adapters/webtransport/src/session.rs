@@ -195,6 +195,19 @@ pub type ConnectionPoolBuilder<R> = Builder<SessionFactory, R, ConnectionPool<R>
 /// It derefs to [`wtpool::Pool`], which has `acquire`, `release`, `get`,
 /// `close`, `status` and the rest. A session closed by either side, or timed
 /// out, is never handed out, and its slot is freed at once.
+///
+/// ```no_run
+/// use wtpool_webtransport::{ClientOptions, SessionPool, TransportRuntime, client_endpoint};
+///
+/// async fn demo<R: TransportRuntime>() -> Result<(), Box<dyn std::error::Error>> {
+///     let client = client_endpoint::<R>(&ClientOptions::default())?; // one socket, shareable
+///     let sessions = SessionPool::<R>::new(client, "https://example.com:4433/chat".parse()?, 8)?;
+///     let session = sessions.acquire().await?; // derefs to wtransport::Connection
+///     let (mut send, _recv) = session.open_bi().await?.await?;
+///     send.write_all(b"hello").await?;
+///     Ok(())
+/// }
+/// ```
 pub struct SessionPool<R: TransportRuntime> {
     pool: wtpool::Pool<SessionFactory, R>,
 }
@@ -242,6 +255,18 @@ impl<R: TransportRuntime> Clone for SessionPool<R> {
 ///
 /// It derefs to [`wtpool::Pool`], which has `acquire`, `release`, `get`,
 /// `close`, `status` and the rest.
+///
+/// ```no_run
+/// use wtpool_webtransport::{ClientOptions, ConnectionPool, TransportRuntime};
+///
+/// async fn demo<R: TransportRuntime>() -> Result<(), Box<dyn std::error::Error>> {
+///     let config = ClientOptions::default().build()?; // keep-alive and idle timeout set
+///     let pool = ConnectionPool::<R>::new(config, "example.com", 4433, "/chat", 4)?;
+///     let connection = pool.acquire().await?;
+///     connection.send_datagram(b"ping")?;
+///     Ok(())
+/// }
+/// ```
 pub struct ConnectionPool<R: TransportRuntime> {
     pool: wtpool::Pool<SessionFactory, R>,
 }
