@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use futures::future::{Either, join_all, select};
 use url::Url;
-use wtpool::{ConfigError, Factory, Pool, PoolError, Status, TimeoutKind};
+use wtpool::{ConfigError, Factory, Pool, PoolError, Pooled, Status, TimeoutKind};
 use wtpool_webtransport::echo::{EchoServer, EchoServerOptions, StreamEnds};
 use wtpool_webtransport::{
     ABANDONED_STREAM_CODE, ClientEndpoint, ClientOptions, ConnectionPool, DEFAULT_CREATE_TIMEOUT,
@@ -174,6 +174,23 @@ fn session_pool<R: TestRuntime>(server: &EchoServer, max_size: usize) -> Session
         max_size,
         CREATE_TIMEOUT,
     )
+}
+
+/// An echo server, a session pool to it, one session taken from that pool,
+/// and a stream pool of `max_size` on that session.
+async fn echo_streams<R: TestRuntime>(
+    max_size: usize,
+) -> (
+    EchoServer,
+    SessionPool<R>,
+    Pooled<SessionFactory, R>,
+    StreamPool<R>,
+) {
+    let server = start_server();
+    let sessions = session_pool::<R>(&server, 1);
+    let session = sessions.acquire().await.expect("a session");
+    let streams = StreamPool::<R>::new((*session).clone(), max_size).expect("a stream pool");
+    (server, sessions, session, streams)
 }
 
 /// The hash of a certificate no server here uses.
@@ -1280,10 +1297,7 @@ async fn server_session_limit_rejects_the_next_session<R: TestRuntime>() {
 // ----- streams -----
 
 async fn stream_is_reused_after_a_round_trip<R: TestRuntime>() {
-    let server = start_server();
-    let sessions = session_pool::<R>(&server, 1);
-    let session = sessions.acquire().await.expect("a session");
-    let streams = StreamPool::<R>::new((*session).clone(), 4).expect("a stream pool");
+    let (server, _sessions, _session, streams) = echo_streams::<R>(4).await;
 
     let mut stream = streams.acquire().await.expect("a stream");
     round_trip(&mut stream, b"one").await;
@@ -1303,10 +1317,7 @@ async fn stream_is_reused_after_a_round_trip<R: TestRuntime>() {
 }
 
 async fn spent_streams_are_not_pooled_again<R: TestRuntime>() {
-    let server = start_server();
-    let sessions = session_pool::<R>(&server, 1);
-    let session = sessions.acquire().await.expect("a session");
-    let streams = StreamPool::<R>::new((*session).clone(), 4).expect("a stream pool");
+    let (server, _sessions, _session, streams) = echo_streams::<R>(4).await;
     let mut seen = HashSet::new();
 
     // Finished by its borrower.
@@ -1442,10 +1453,7 @@ async fn streams_the_peer_ended_are_not_reused<R: TestRuntime>() {
 /// back to the pool with part of a message written, to run into the next
 /// borrower's. A call that has not completed now leaves the stream unusable.
 async fn stream_cancelled_mid_write_is_not_pooled_again<R: TestRuntime>() {
-    let server = start_server();
-    let sessions = session_pool::<R>(&server, 1);
-    let session = sessions.acquire().await.expect("a session");
-    let streams = StreamPool::<R>::new((*session).clone(), 2).expect("a stream pool");
+    let (_server, _sessions, _session, streams) = echo_streams::<R>(2).await;
     let mut stream = streams.acquire().await.expect("a stream");
     let id = stream.id();
     // Larger than the flow-control windows of both directions: nobody reads
@@ -1535,10 +1543,7 @@ async fn stream_pool_empties_when_the_session_dies<R: TestRuntime>() {
 /// to the pool. A tear is sticky now: no later call, and no
 /// `mark_complete`, makes the stream reusable again, and it leaves reset.
 async fn torn_stream_stays_torn_after_later_calls<R: TestRuntime>() {
-    let server = start_server();
-    let sessions = session_pool::<R>(&server, 1);
-    let session = sessions.acquire().await.expect("a session");
-    let streams = StreamPool::<R>::new((*session).clone(), 2).expect("a stream pool");
+    let (server, _sessions, _session, streams) = echo_streams::<R>(2).await;
     let mut stream = streams.acquire().await.expect("a stream");
     let id = stream.id();
     // Larger than the flow-control windows: one poll writes part of it.
@@ -1577,10 +1582,7 @@ async fn torn_stream_stays_torn_after_later_calls<R: TestRuntime>() {
 /// "BBBB" and read "AAAA": one user's data in another's hands. A stream whose
 /// borrower did not mark its exchange complete is reset now, never reused.
 async fn next_borrower_never_reads_the_previous_reply<R: TestRuntime>() {
-    let server = start_server();
-    let sessions = session_pool::<R>(&server, 1);
-    let session = sessions.acquire().await.expect("a session");
-    let streams = StreamPool::<R>::new((*session).clone(), 1).expect("a stream pool");
+    let (_server, _sessions, _session, streams) = echo_streams::<R>(1).await;
     for round in 0..20u8 {
         let first = [b'A' + round % 8; 4];
         let second = [b'a' + round % 8; 4];
@@ -1620,10 +1622,7 @@ async fn next_borrower_never_reads_the_previous_reply<R: TestRuntime>() {
 /// leaves with a reset (`ABANDONED_STREAM_CODE`) however it leaves, and only
 /// a clean stream is finished.
 async fn unclean_streams_are_reset_clean_ones_finished<R: TestRuntime>() {
-    let server = start_server();
-    let sessions = session_pool::<R>(&server, 1);
-    let session = sessions.acquire().await.expect("a session");
-    let streams = StreamPool::<R>::new((*session).clone(), 4).expect("a stream pool");
+    let (server, _sessions, _session, streams) = echo_streams::<R>(4).await;
     let ends = |finished, resets| (finished, vec![ABANDONED_STREAM_CODE; resets]);
     let seen = || {
         let ends = server.stream_ends();
@@ -1685,10 +1684,7 @@ async fn unclean_streams_are_reset_clean_ones_finished<R: TestRuntime>() {
 /// poll-based call whose last poll was pending, found so at the mark, tears
 /// the stream now.
 async fn poll_based_calls_abandoned_halfway_tear_the_stream<R: TestRuntime>() {
-    let server = start_server();
-    let sessions = session_pool::<R>(&server, 1);
-    let session = sessions.acquire().await.expect("a session");
-    let streams = StreamPool::<R>::new((*session).clone(), 1).expect("a stream pool");
+    let (_server, _sessions, _session, streams) = echo_streams::<R>(1).await;
 
     // tokio's `write_all`, dropped after one poll.
     let mut stream = streams.acquire().await.expect("a stream");
@@ -1732,10 +1728,7 @@ async fn poll_based_calls_abandoned_halfway_tear_the_stream<R: TestRuntime>() {
 /// with a clean FIN, a cut message followed by a normal end. `finish` (and
 /// the traits' shutdown or close) resets a torn stream instead, and fails.
 async fn a_torn_stream_is_reset_not_finished<R: TestRuntime>() {
-    let server = start_server();
-    let sessions = session_pool::<R>(&server, 1);
-    let session = sessions.acquire().await.expect("a session");
-    let streams = StreamPool::<R>::new((*session).clone(), 2).expect("a stream pool");
+    let (server, _sessions, _session, streams) = echo_streams::<R>(2).await;
     let large = vec![7; 8 << 20];
     for (n, close) in [(1, false), (2, true)] {
         let mut stream = streams.acquire().await.expect("a stream");
@@ -1767,10 +1760,7 @@ async fn a_torn_stream_is_reset_not_finished<R: TestRuntime>() {
 /// its way) leaves a stream that the pool finds unread bytes on, at return,
 /// at checkout or in the idle check: it leaves reset, never handed out.
 async fn unread_bytes_keep_a_stream_from_reuse<R: TestRuntime>() {
-    let server = start_server();
-    let sessions = session_pool::<R>(&server, 1);
-    let session = sessions.acquire().await.expect("a session");
-    let streams = StreamPool::<R>::new((*session).clone(), 1).expect("a stream pool");
+    let (server, _sessions, _session, streams) = echo_streams::<R>(1).await;
     let mut stream = streams.acquire().await.expect("a stream");
     stream.write_all(b"xxxx").await.expect("write");
     stream.mark_complete(); // too early: the echo is on its way
@@ -1791,10 +1781,7 @@ async fn unread_bytes_keep_a_stream_from_reuse<R: TestRuntime>() {
 /// `finish()` acknowledgement, so with a vanished peer `close()` waited out
 /// the QUIC idle timeout. It finishes without waiting now: one poll closes.
 async fn stream_pool_close_never_waits_on_the_peer<R: TestRuntime>() {
-    let server = start_server();
-    let sessions = session_pool::<R>(&server, 1);
-    let session = sessions.acquire().await.expect("a session");
-    let streams = StreamPool::<R>::new((*session).clone(), 4).expect("a stream pool");
+    let (server, _sessions, _session, streams) = echo_streams::<R>(4).await;
     let mut stream = streams.acquire().await.expect("a stream");
     round_trip(&mut stream, b"idle").await;
     drop(stream);
