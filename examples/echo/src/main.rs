@@ -14,9 +14,9 @@
 //! throughput and latency percentiles.
 //!
 //! ```sh
-//! cargo run --release --example echo
-//! cargo run --release --example echo -- --runtime smol
-//! cargo run --release --example echo -- --url https://host:4433/echo --cert-hash 3a:…:9f
+//! cargo run --release -p wtpool-echo
+//! cargo run --release -p wtpool-echo -- --runtime smol
+//! cargo run --release -p wtpool-echo -- --url https://host:4433/echo --cert-hash 3a:…:9f
 //! ```
 
 use std::sync::Arc;
