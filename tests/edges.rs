@@ -24,7 +24,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -36,7 +36,7 @@ use wtpool_tokio::Tokio;
 use wtpool_webtransport::echo::{EchoServer, EchoServerOptions};
 use wtpool_webtransport::{ClientOptions, SessionPool, client_endpoint};
 
-use harness::TestRuntime;
+use harness::{TestRuntime, lock, take_one};
 
 /// How long a test waits for a state before failing.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -85,17 +85,6 @@ struct Edgy(Arc<Shared>);
 /// The message of every panic the factory is asked for; the panic hook
 /// keeps them out of the test output.
 const ASKED: &str = "the edge factory panics, as asked";
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Takes one from `counter` if it is above zero.
-fn take_one(counter: &AtomicUsize) -> bool {
-    counter
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-}
 
 impl Edgy {
     fn new() -> Self {

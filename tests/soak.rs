@@ -584,6 +584,17 @@ impl Flag {
     }
 }
 
+/// Discards the last object held (its slot is freed at once).
+async fn discard_one<R: TestRuntime>(held: &mut Vec<Lent<R>>, tally: &mut Tally) {
+    held.pop()
+        .expect("one is held")
+        .into_inner()
+        .discard()
+        .await
+        .expect("no close fails");
+    tally.discarded += 1;
+}
+
 /// An acquire whose outcome the pool's state decides, not its timers: it is
 /// polled once (served at once from the idle list, or queued with a
 /// creation started for it), then left alone, so that its wait timeout
@@ -794,13 +805,7 @@ async fn checkpoint<R: TestRuntime>(
 
     // A creation that fails fails the waiter it was meant for, and frees its
     // slot.
-    held.pop()
-        .expect("one is held")
-        .into_inner()
-        .discard()
-        .await
-        .expect("no close fails");
-    tally.discarded += 1;
+    discard_one(&mut held, &mut tally).await;
     factory.fail_next(1);
     match settled_acquire(run).await {
         Err(PoolError::Create(_)) => tally.create_errors += 1,
@@ -817,13 +822,7 @@ async fn checkpoint<R: TestRuntime>(
 
     // So does a creation held (at the factory's gate) past the create
     // timeout, and the creation is cancelled.
-    held.pop()
-        .expect("one is held")
-        .into_inner()
-        .discard()
-        .await
-        .expect("no close fails");
-    tally.discarded += 1;
+    discard_one(&mut held, &mut tally).await;
     let cancelled_before = factory.creates_cancelled();
     factory.hold();
     let outcome = settled_acquire(run).await;

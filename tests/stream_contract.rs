@@ -227,11 +227,10 @@ async fn borrowers_never_read_each_others_bytes<R: TestRuntime>() {
     let mut tally = Tally::default();
     // Case 0 is one clean exchange after another, so that reuse is seen;
     // cases 1 and 2 a write torn by a cancel (async, then poll-based) that
-    // its borrower reads some echo of and then marks.
-    let torn = |cancelled| {
-        vec![
-            cancelled,
-            Op::Read { cancel: false },
+    // its borrower reads some echo of and then marks. Each case ends with a
+    // clean exchange by the next borrower.
+    let then_next_borrower = |first: &[Op]| {
+        let next = [
             Op::MarkComplete,
             Op::Release,
             Op::Write {
@@ -239,25 +238,20 @@ async fn borrowers_never_read_each_others_bytes<R: TestRuntime>() {
                 cancel: false,
             },
             Op::ReadAll,
-        ]
+        ];
+        [first, &next].concat()
     };
-    let clean = [
+    let torn = |cancelled| then_next_borrower(&[cancelled, Op::Read { cancel: false }]);
+    let clean = then_next_borrower(&[
         Op::Write {
             len: 4,
             cancel: false,
         },
         Op::ReadAll,
-        Op::MarkComplete,
-        Op::Release,
-        Op::Write {
-            len: 4,
-            cancel: false,
-        },
-        Op::ReadAll,
-    ];
+    ]);
     for case in 0..cases + 3 {
         let ops = match case {
-            0 => clean.to_vec(),
+            0 => clean.clone(),
             1 => torn(Op::Write {
                 len: LARGE,
                 cancel: true,

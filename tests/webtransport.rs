@@ -256,13 +256,48 @@ async fn restart<R: TestRuntime>(bind: SocketAddr, identity: Arc<Identity>) -> E
     }
 }
 
+/// The tokio runtime a test server runs on (one worker, as the echo
+/// server's), shut down in the background when dropped.
+struct ServerRuntime(Option<tokio::runtime::Runtime>);
+
+impl ServerRuntime {
+    /// A runtime for `what`, and a fresh self-signed identity for
+    /// 127.0.0.1 with its hash.
+    fn start(what: &str) -> (Self, Identity, Sha256Digest) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap_or_else(|error| panic!("a runtime for {what}: {error}"));
+        let identity = Identity::self_signed(["localhost", "127.0.0.1"]).expect("an identity");
+        let hash = identity.certificate_chain().as_slice()[0].hash();
+        (ServerRuntime(Some(runtime)), identity, hash)
+    }
+}
+
+impl std::ops::Deref for ServerRuntime {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("running until dropped")
+    }
+}
+
+impl Drop for ServerRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// A server for the stream cases an echo cannot play. On each bidirectional
 /// stream it reads 4-byte messages; by the first byte it echoes the message
 /// and then finishes its half (`F`), resets its half without echoing (`R`),
 /// stops the client's half (`S`), or echoes and goes on (anything else).
 /// It runs on a tokio runtime of its own, as the echo server does.
 struct QuirkyServer {
-    runtime: Option<tokio::runtime::Runtime>,
+    _runtime: ServerRuntime,
     url: Url,
     hash: Sha256Digest,
 }
@@ -271,13 +306,7 @@ impl QuirkyServer {
     fn start() -> Self {
         use wtransport::{Endpoint, ServerConfig};
 
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime for the quirky server");
-        let identity = Identity::self_signed(["localhost", "127.0.0.1"]).expect("an identity");
-        let hash = identity.certificate_chain().as_slice()[0].hash();
+        let (runtime, identity, hash) = ServerRuntime::start("the quirky server");
         let config = ServerConfig::builder()
             .with_bind_address(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .with_identity(identity)
@@ -305,7 +334,7 @@ impl QuirkyServer {
             }
         });
         QuirkyServer {
-            runtime: Some(runtime),
+            _runtime: runtime,
             url: Url::parse(&format!("https://{address}/quirky")).expect("a URL"),
             hash,
         }
@@ -341,20 +370,12 @@ impl QuirkyServer {
     }
 }
 
-impl Drop for QuirkyServer {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
 /// A QUIC server that completes the QUIC handshake (TLS, ALPN h3) and then
 /// closes every connection at once with the HTTP/3 error `code`, as
 /// wtransport 0.7.2 does when a read of its control streams was torn. It
 /// counts the connections it closed, and runs on a runtime of its own.
 struct ClosingServer {
-    runtime: Option<tokio::runtime::Runtime>,
+    _runtime: ServerRuntime,
     url: Url,
     hash: Sha256Digest,
     closed: Arc<AtomicUsize>,
@@ -365,13 +386,7 @@ impl ClosingServer {
         use wtransport::ServerConfig;
         use wtransport::quinn;
 
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime for the closing server");
-        let identity = Identity::self_signed(["localhost", "127.0.0.1"]).expect("an identity");
-        let hash = identity.certificate_chain().as_slice()[0].hash();
+        let (runtime, identity, hash) = ServerRuntime::start("the closing server");
         let config = ServerConfig::builder()
             .with_bind_address(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
             .with_identity(identity)
@@ -400,18 +415,10 @@ impl ClosingServer {
             }
         });
         ClosingServer {
-            runtime: Some(runtime),
+            _runtime: runtime,
             url: Url::parse(&format!("https://{address}/closing")).expect("a URL"),
             hash,
             closed,
-        }
-    }
-}
-
-impl Drop for ClosingServer {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
         }
     }
 }

@@ -14,11 +14,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use wtpool::{Factory, Pooled, Runtime};
+
+use crate::harness::{lock, take_one};
 
 /// The factory's error, for both create and close.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,17 +92,6 @@ impl Faults {
         let delay = Duration::from_micros(self.rng.u64(0..=micros));
         (fail, delay)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Takes one from `counter` if it is above zero.
-fn take_one(counter: &AtomicUsize) -> bool {
-    counter
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
 }
 
 /// The test factory, on runtime `R` (for its create delay).

@@ -186,3 +186,17 @@ pub fn chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// Locks `m`, whether or not a panic poisoned it (the tests' factories keep
+/// their books consistent between calls).
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Takes one from `counter` if it is above zero.
+pub fn take_one(counter: &std::sync::atomic::AtomicUsize) -> bool {
+    use std::sync::atomic::Ordering;
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
