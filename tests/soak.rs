@@ -584,6 +584,22 @@ impl Flag {
     }
 }
 
+/// Acquires `count` objects, each of which the pool has room for, and holds them.
+async fn lend_all<R: TestRuntime>(
+    run: &Run<R>,
+    held: &mut Vec<Lent<R>>,
+    tally: &mut Tally,
+    count: usize,
+) {
+    for _ in 0..count {
+        let guard = settled_acquire(run)
+            .await
+            .unwrap_or_else(|error| panic!("a pool with room failed an acquire: {error:?}"));
+        held.push(run.lend(guard));
+        tally.served += 1;
+    }
+}
+
 /// Discards the last object held (its slot is freed at once).
 async fn discard_one<R: TestRuntime>(held: &mut Vec<Lent<R>>, tally: &mut Tally) {
     held.pop()
@@ -669,13 +685,7 @@ async fn checkpoint<R: TestRuntime>(
     // The pool lends exactly `max_size` at once. (Idle objects that died are
     // closed at checkout and replaced.)
     let mut held = Vec::new();
-    for _ in 0..max_size {
-        let guard = settled_acquire(run)
-            .await
-            .unwrap_or_else(|error| panic!("a pool with room failed an acquire: {error:?}"));
-        held.push(run.lend(guard));
-        tally.served += 1;
-    }
+    lend_all(run, &mut held, &mut tally, max_size).await;
     expect_status(run, (max_size, 0, max_size, 0, 0), "all lent");
     run.progressed();
 
@@ -851,13 +861,7 @@ async fn checkpoint<R: TestRuntime>(
     expect_status(run, (max_size, max_size, 0, 0, 0), "all given back");
     factory.kill(victim);
     tally.died_idle += 1;
-    for _ in 0..max_size {
-        let guard = settled_acquire(run)
-            .await
-            .unwrap_or_else(|error| panic!("a pool with room failed an acquire: {error:?}"));
-        held.push(run.lend(guard));
-        tally.served += 1;
-    }
+    lend_all(run, &mut held, &mut tally, max_size).await;
     expect_status(run, (max_size, 0, max_size, 0, 0), "all lent again");
     run.until("the dead idle object's close", || {
         factory.closes(victim) == 1

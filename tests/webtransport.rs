@@ -187,10 +187,22 @@ async fn echo_streams<R: TestRuntime>(
     StreamPool<R>,
 ) {
     let server = start_server();
-    let sessions = session_pool::<R>(&server, 1);
+    let (sessions, session, streams) =
+        streams_to::<R>(server.url(), server.certificate_hash(), max_size).await;
+    (server, sessions, session, streams)
+}
+
+/// A session pool to the server at `url` (its certificate pinned by `hash`),
+/// one session taken from that pool, and a stream pool of `max_size` on it.
+async fn streams_to<R: TestRuntime>(
+    url: Url,
+    hash: Sha256Digest,
+    max_size: usize,
+) -> (SessionPool<R>, Pooled<SessionFactory, R>, StreamPool<R>) {
+    let sessions = pool_to::<R>(endpoint::<R>(hash), url, 1, CREATE_TIMEOUT);
     let session = sessions.acquire().await.expect("a session");
     let streams = StreamPool::<R>::new((*session).clone(), max_size).expect("a stream pool");
-    (server, sessions, session, streams)
+    (sessions, session, streams)
 }
 
 /// The hash of a certificate no server here uses.
@@ -1382,14 +1394,8 @@ async fn spent_streams_are_not_pooled_again<R: TestRuntime>() {
 
 async fn streams_the_peer_ended_are_not_reused<R: TestRuntime>() {
     let server = QuirkyServer::start();
-    let sessions = pool_to::<R>(
-        endpoint::<R>(server.hash.clone()),
-        server.url.clone(),
-        1,
-        CREATE_TIMEOUT,
-    );
-    let session = sessions.acquire().await.expect("a session");
-    let streams = StreamPool::<R>::new((*session).clone(), 4).expect("a stream pool");
+    let (_sessions, _session, streams) =
+        streams_to::<R>(server.url.clone(), server.hash.clone(), 4).await;
     let mut rest = [0; 16];
 
     // An ordinary stream is reused, as a control.
@@ -1807,14 +1813,8 @@ async fn stream_pool_close_never_waits_on_the_peer<R: TestRuntime>() {
 /// stream leaves the idle list by itself.
 async fn streams_the_peer_ends_while_idle_leave_the_pool<R: TestRuntime>() {
     let server = QuirkyServer::start();
-    let sessions = pool_to::<R>(
-        endpoint::<R>(server.hash.clone()),
-        server.url.clone(),
-        1,
-        CREATE_TIMEOUT,
-    );
-    let session = sessions.acquire().await.expect("a session");
-    let streams = StreamPool::<R>::new((*session).clone(), 1).expect("a stream pool");
+    let (_sessions, _session, streams) =
+        streams_to::<R>(server.url.clone(), server.hash.clone(), 1).await;
     let mut ended = HashSet::new();
     // `F`: an echo and then the peer's finish. `R`: a one-way message (no
     // reply is due, so the exchange is complete once written), after which
