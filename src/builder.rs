@@ -1,5 +1,6 @@
 //! Settings of the async pool, gathered by [`Builder`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::ConfigError;
@@ -17,6 +18,7 @@ pub struct Builder<F, R> {
     limits: Limits,
     max_creating: Option<usize>,
     timing: Timing,
+    name: Arc<str>,
 }
 
 /// The driver's own time settings (the machine's are in its `Limits`).
@@ -29,6 +31,8 @@ pub(crate) struct Timing {
 
 /// The `max_size` of a pool whose builder was not given one.
 pub const DEFAULT_MAX_SIZE: usize = 10;
+/// The name of a pool whose builder was not given one.
+pub const DEFAULT_NAME: &str = "wtpool";
 
 impl<F: Factory, R: Runtime> Builder<F, R> {
     /// A builder for a pool of `factory`'s objects on `runtime`.
@@ -39,7 +43,16 @@ impl<F: Factory, R: Runtime> Builder<F, R> {
             limits: Limits::new(DEFAULT_MAX_SIZE),
             max_creating: None,
             timing: Timing::default(),
+            name: Arc::from(DEFAULT_NAME),
         }
+    }
+
+    /// The pool's name ([`DEFAULT_NAME`] by default): the `pool` field of
+    /// its `tracing` spans and events and the `pool` label of its metrics
+    /// (features `tracing` and `metrics`), and what [`Pool::name`] gives.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// Most objects at once, idle, in use and being created. At least 1.
@@ -121,6 +134,12 @@ impl<F: Factory, R: Runtime> Builder<F, R> {
                 return Err(ConfigError::ZeroDuration(name));
             }
         }
-        Pool::from_parts(self.factory, self.runtime, self.limits, self.timing)
+        Pool::from_parts(
+            self.factory,
+            self.runtime,
+            self.limits,
+            self.timing,
+            self.name,
+        )
     }
 }

@@ -7,6 +7,33 @@
 
 use std::fmt;
 
+/// Displays an error with its causes, each message once, separated by `": "`
+/// (`connecting to https://…/ failed: timed out`): what a log line or a
+/// `main` that reports an error wants.
+///
+/// ```
+/// # use wtpool::{ErrorChain, PoolError};
+/// let error: PoolError<std::io::Error> = PoolError::Create(std::io::Error::other("refused"));
+/// assert_eq!(
+///     ErrorChain(&error).to_string(),
+///     "could not create a pool object: refused"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 /// A setting that cannot work, named with its value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {

@@ -13,6 +13,13 @@
 //!   WebTransport factories.
 //!
 //! This crate depends on no runtime and no WebTransport crate.
+//!
+//! Observability, off by default: the feature `tracing` gives spans and
+//! events (acquire with its wait, create with its outcome and duration,
+//! close with its reason), the feature `metrics` wait-time and create-time
+//! histograms and counters through the `metrics` facade; each carries the
+//! pool's [name](Builder::name). See [`observe`] for the names, levels and
+//! fields.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -20,13 +27,14 @@ mod builder;
 mod error;
 mod factory;
 pub mod machine;
+pub mod observe;
 mod pool;
 mod pooled;
 mod runtime;
 mod sync;
 
-pub use builder::{Builder, DEFAULT_MAX_SIZE};
-pub use error::{CloseErrors, ConfigError, PoolError, TimeoutKind};
+pub use builder::{Builder, DEFAULT_MAX_SIZE, DEFAULT_NAME};
+pub use error::{CloseErrors, ConfigError, ErrorChain, PoolError, TimeoutKind};
 pub use factory::Factory;
 pub use machine::{Counters, ObjectMeta, Status};
 pub use pool::Pool;

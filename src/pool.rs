@@ -32,6 +32,7 @@ use crate::machine::{
     Acquire, Action, Checkout, Counters, CreateTicket, Failure, Limits, ObjectMeta, PoolState,
     Status, WaitPoll, WaiterId,
 };
+use crate::observe::{CreateOutcome, Observer, Stopwatch};
 #[cfg(not(loom))]
 use crate::sync::Weak;
 use crate::sync::{Arc, Mutex, MutexGuard};
@@ -102,6 +103,8 @@ pub(crate) struct Inner<F: Factory, R: Runtime> {
     /// Passed to the machine's `acquire` as the time when it is not needed:
     /// when the pool was built, on the runtime's clock.
     epoch: Instant,
+    /// The pool's name, and its spans, events and metrics (src/observe.rs).
+    observer: Observer,
 }
 
 /// What the lock guards.
@@ -134,6 +137,7 @@ impl<F: Factory, R: Runtime> Clone for Pool<F, R> {
 impl<F: Factory, R: Runtime> std::fmt::Debug for Pool<F, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
+            .field("name", &self.name())
             .field("status", &self.status())
             .finish_non_exhaustive()
     }
@@ -157,6 +161,7 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
         runtime: R,
         limits: Limits,
         timing: Timing,
+        name: std::sync::Arc<str>,
     ) -> Result<Self, ConfigError> {
         let upkeep_tick = [
             limits.idle_timeout,
@@ -190,6 +195,7 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
             upkeep_wake: Event::new(),
             clock_on_acquire,
             epoch,
+            observer: Observer::new(name),
         });
         // The creations that fill `min_idle`, if any.
         inner.with_state(|_| ());
@@ -219,6 +225,16 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
     /// queue is withdrawn, and an object handed over meanwhile goes to the next
     /// waiter. A creation started for the caller goes on in its own task.
     pub async fn acquire(&self) -> Result<Pooled<F, R>, PoolError<F::Error>> {
+        #[cfg(any(feature = "tracing", feature = "metrics"))]
+        return (self.inner.observer)
+            .acquire(&self.inner.runtime, self.checkout())
+            .await;
+        #[cfg(not(any(feature = "tracing", feature = "metrics")))]
+        self.checkout().await
+    }
+
+    /// [`acquire`](Self::acquire), unobserved.
+    async fn checkout(&self) -> Result<Pooled<F, R>, PoolError<F::Error>> {
         let inner = &self.inner;
         // The machine reads `now` at checkout only for `max_lifetime`.
         let now = if inner.clock_on_acquire {
@@ -292,7 +308,14 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
     /// objects are still closed, every failure is counted, and then the
     /// first panic is resumed here.
     pub async fn close(&self) -> Result<(), CloseErrors<F::Error>> {
-        let actions = self.inner.with_state_deferred(|state| state.close()).1;
+        let (was_closed, actions) = self.inner.with_state_deferred(|state| {
+            let was_closed = state.is_closed();
+            state.close();
+            was_closed
+        });
+        if !was_closed {
+            self.inner.observer.pool_closed();
+        }
         let idle = self.inner.perform(actions, |_| true);
         let results = join_all(
             idle.into_iter()
@@ -344,6 +367,11 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
     /// Running totals: creations, checkouts, reuse, closes.
     pub fn counters(&self) -> Counters {
         self.inner.lock().machine.counters()
+    }
+
+    /// The name it was built with ([`Builder::name`]).
+    pub fn name(&self) -> &str {
+        self.inner.observer.name()
     }
 
     /// The factory.
@@ -410,8 +438,14 @@ impl<F: Factory, R: Runtime> Inner<F, R> {
             .await;
         let failure = match closed {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => CloseFailure::Error(error),
-            Err(payload) => CloseFailure::Panicked(payload),
+            Ok(Err(error)) => {
+                self.observer.close_failed(Some(&error));
+                CloseFailure::Error(error)
+            }
+            Err(payload) => {
+                self.observer.close_failed::<F::Error>(None);
+                CloseFailure::Panicked(payload)
+            }
         };
         self.lock().machine.handle_close_failed();
         Err(failure)
@@ -487,6 +521,9 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
         inline: &impl Fn(&ObjectMeta) -> bool,
         kept: &mut Vec<F::Object>,
     ) {
+        if let Action::Close { meta, reason, .. } = &action {
+            self.observer.closing(*reason, meta);
+        }
         match action {
             Action::Wake(waker) => waker.into_iter().for_each(Waker::wake),
             Action::Create(ticket) => self.spawn_create(ticket),
@@ -506,8 +543,10 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
         let creation = Creation {
             inner: self.clone(),
             ticket: Some(ticket),
+            watch: Stopwatch::start(&self.runtime),
         };
-        self.runtime.spawn(async move {
+        let observer = self.observer.clone();
+        self.runtime.spawn(observer.create(async move {
             let inner = &creation.inner;
             // The call to `create` is inside the guarded future too: a
             // factory may panic before it returns its future.
@@ -519,7 +558,7 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
                 None => Err(CreateFailure::TimedOut),
             };
             creation.finish(result);
-        });
+        }));
     }
 
     fn give_back(
@@ -550,6 +589,8 @@ struct Creation<F: Factory, R: Runtime> {
     inner: Arc<Inner<F, R>>,
     /// `None` once reported.
     ticket: Option<CreateTicket>,
+    /// Started with the creation.
+    watch: Stopwatch,
 }
 
 impl<F: Factory, R: Runtime> Creation<F, R> {
@@ -566,6 +607,14 @@ impl<F: Factory, R: Runtime> Creation<F, R> {
             return;
         };
         let now = self.inner.runtime.now();
+        let outcome = match &result {
+            Ok(_) => CreateOutcome::Created,
+            Err(CreateFailure::Error(error)) => CreateOutcome::Failed(error),
+            Err(CreateFailure::TimedOut) => CreateOutcome::TimedOut,
+            Err(CreateFailure::Panicked) => CreateOutcome::Panicked,
+            Err(CreateFailure::Aborted) => CreateOutcome::Aborted,
+        };
+        (self.inner.observer).created(&self.inner.runtime, self.watch, outcome);
         match result {
             Ok(object) => self
                 .inner
@@ -589,6 +638,7 @@ impl<F: Factory, R: Runtime> Drop for Creation<F, R> {
             let unreported = Creation {
                 inner: self.inner.clone(),
                 ticket: Some(ticket),
+                watch: self.watch,
             };
             unreported.finish(Err(CreateFailure::Aborted));
         }

@@ -249,6 +249,20 @@ pub enum CloseReason {
     PoolClosed,
 }
 
+impl CloseReason {
+    /// The reason in snake case (`"idle_timeout"`), as logs and metrics label it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Dead => "dead",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::MaxLifetime => "max_lifetime",
+            CloseReason::Shrunk => "shrunk",
+            CloseReason::Retain => "retain",
+            CloseReason::PoolClosed => "pool_closed",
+        }
+    }
+}
+
 /// What the driver must do next; drained with [`poll_action`](PoolState::poll_action).
 #[derive(Debug)]
 pub enum Action<T, W> {

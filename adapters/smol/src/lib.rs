@@ -31,8 +31,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 pub use wtpool::{
-    CloseErrors, ConfigError, Counters, Factory, ObjectMeta, PoolError, Status, TimeoutKind,
-    machine,
+    CloseErrors, ConfigError, Counters, ErrorChain, Factory, ObjectMeta, PoolError, Status,
+    TimeoutKind, machine, observe,
 };
 
 /// smol's timers and its global executor, for the pool.

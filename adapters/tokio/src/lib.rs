@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::{EnterGuard, Handle};
 pub use wtpool::{
-    CloseErrors, ConfigError, Counters, Factory, ObjectMeta, PoolError, Status, TimeoutKind,
-    machine,
+    CloseErrors, ConfigError, Counters, ErrorChain, Factory, ObjectMeta, PoolError, Status,
+    TimeoutKind, machine, observe,
 };
 
 /// tokio's clock, timers and spawning, for the pool: those of one runtime,

@@ -20,15 +20,23 @@ pub const DEFAULT_IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// [`wtpool::Builder`]) with WebTransport defaults: at most
 /// [`DEFAULT_MAX_CREATING`] creations at once, a create timeout of
 /// [`DEFAULT_CREATE_TIMEOUT`], and idle objects checked for life every
-/// [`DEFAULT_IDLE_CHECK_INTERVAL`].
+/// [`DEFAULT_IDLE_CHECK_INTERVAL`], and named for what they reach (the URL
+/// for sessions and connections, `streams` for streams) in their `tracing`
+/// events and metrics; [`wtpool::Builder::name`] renames them.
 pub struct Builder<F: Factory, R: TransportRuntime, P> {
     options: wtpool::Builder<F, R>,
     finish: fn(wtpool::Pool<F, R>) -> P,
 }
 
 impl<F: Factory, R: TransportRuntime, P> Builder<F, R, P> {
-    pub(crate) fn new(factory: F, max_size: usize, finish: fn(wtpool::Pool<F, R>) -> P) -> Self {
+    pub(crate) fn new(
+        factory: F,
+        name: impl Into<std::sync::Arc<str>>,
+        max_size: usize,
+        finish: fn(wtpool::Pool<F, R>) -> P,
+    ) -> Self {
         let options = wtpool::Builder::new(factory, R::default())
+            .name(name)
             .max_size(max_size)
             .max_creating(DEFAULT_MAX_CREATING)
             .create_timeout(DEFAULT_CREATE_TIMEOUT)
@@ -41,7 +49,7 @@ impl<F: Factory, R: TransportRuntime, P> Builder<F, R, P> {
     /// ```
     /// # use std::time::Duration;
     /// # fn demo<R: wtpool_webtransport::TransportRuntime>(builder: wtpool_webtransport::SessionPoolBuilder<R>) {
-    /// let builder = builder.options(|o| o.min_idle(2).wait_timeout(Duration::from_secs(5)));
+    /// let builder = builder.options(|o| o.name("api").min_idle(2).wait_timeout(Duration::from_secs(5)));
     /// # }
     /// ```
     pub fn options(

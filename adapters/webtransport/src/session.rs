@@ -151,10 +151,23 @@ impl wtpool::Factory for SessionFactory {
     /// Connects; a handshake torn by wtransport's frame-reading race (see
     /// [`WebTransportError::is_torn_handshake`]) is tried once more.
     async fn create(&self) -> Result<Connection, WebTransportError> {
-        match self.connect().await {
-            Err(error) if error.is_torn_handshake() => self.connect().await,
+        let connected = match self.connect().await {
+            Err(error) if error.is_torn_handshake() => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(
+                    url = %self.url,
+                    cause = %wtpool::ErrorChain(&error),
+                    "handshake torn by wtransport's race: trying once more"
+                );
+                self.connect().await
+            }
             connected => connected,
+        };
+        #[cfg(feature = "tracing")]
+        if let Err(WebTransportError::SessionRejected { url }) = &connected {
+            tracing::warn!(url = %url, "session refused by the server");
         }
+        connected
     }
 
     /// A session is alive until its QUIC connection has a close reason:
@@ -229,8 +242,11 @@ impl<R: TransportRuntime> SessionPool<R> {
         url: Url,
         max_size: usize,
     ) -> Result<SessionPoolBuilder<R>, WebTransportError> {
+        let name = url.as_str().to_owned();
         let factory = SessionFactory::new::<R>(client.into(), url)?;
-        Ok(Builder::new(factory, max_size, |pool| SessionPool { pool }))
+        Ok(Builder::new(factory, name, max_size, |pool| SessionPool {
+            pool,
+        }))
     }
 }
 
@@ -300,9 +316,10 @@ impl<R: TransportRuntime> ConnectionPool<R> {
         let io = R::default().io_handle();
         let endpoint = io::enter(io.as_ref(), || Endpoint::client(config))?
             .map_err(WebTransportError::Endpoint)?;
+        let name = url.as_str().to_owned();
         let factory = SessionFactory::new::<R>(Arc::new(endpoint).into(), url)?;
-        Ok(Builder::new(factory, max_size, |pool| ConnectionPool {
-            pool,
+        Ok(Builder::new(factory, name, max_size, |pool| {
+            ConnectionPool { pool }
         }))
     }
 }

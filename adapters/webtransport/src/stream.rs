@@ -543,7 +543,12 @@ impl<R: TransportRuntime> StreamPool<R> {
 
     /// A builder, to change the engine's options before the pool is made.
     pub fn builder(session: Connection, max_size: usize) -> StreamPoolBuilder<R> {
-        Builder::new(StreamFactory { session }, max_size, Self::watching)
+        Builder::new(
+            StreamFactory { session },
+            "streams",
+            max_size,
+            Self::watching,
+        )
     }
 
     /// Wraps the pool, with a task that empties it when the session dies.
