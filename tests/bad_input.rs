@@ -30,7 +30,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use url::Url;
-use wtpool::{ConfigError, Pool, PoolError};
+use wtpool::{ConfigError, ErrorChain, Pool, PoolError};
 use wtpool_webtransport::echo::{EchoServer, EchoServerOptions};
 use wtpool_webtransport::{
     ClientEndpoint, ClientOptions, ConnectionPool, SessionPool, StreamPool, TransportRuntime,
@@ -39,7 +39,7 @@ use wtpool_webtransport::{
 use wtransport::Connection;
 
 use counting::Counting;
-use harness::{chain, within};
+use harness::within;
 
 // ----- the harness -----
 
@@ -275,7 +275,7 @@ async fn webtransport_pools_refuse_zero_sizes_and_take_huge_ones<R: TransportRun
         "{error}"
     );
     assert_eq!(
-        chain(&error),
+        ErrorChain(&error).to_string(),
         "invalid pool setting: max_size must be at least 1, got 0"
     );
 
@@ -338,7 +338,7 @@ async fn webtransport_options_refuse_zero_durations<R: TransportRuntime>() {
             other => panic!("{name} of zero: not a ZeroDuration config error: {other}"),
         }
         assert_eq!(
-            chain(&error),
+            ErrorChain(&error).to_string(),
             format!("invalid pool setting: {name} must be longer than zero")
         );
     }

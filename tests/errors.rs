@@ -4,18 +4,12 @@
 //! A reporter that walks the chain (anyhow's `{:#}`, eyre, tracing) thus
 //! prints each message once.
 
-#[macro_use]
-#[path = "support/harness.rs"]
-mod harness;
-
 use std::error::Error;
 use std::time::Duration;
 
-use wtpool::{CloseErrors, ConfigError, PoolError, TimeoutKind};
+use wtpool::{CloseErrors, ConfigError, ErrorChain, PoolError, TimeoutKind};
 use wtpool_webtransport::WebTransportError;
 use wtransport::error::{ConnectingError, ConnectionError, StreamOpeningError};
-
-use harness::chain;
 
 /// The messages of `error`'s chain, outermost first.
 fn messages(error: &dyn Error) -> Vec<String> {
@@ -40,7 +34,7 @@ fn prints_each_message_once(error: &dyn Error, expected: &str) {
             );
         }
     }
-    assert_eq!(chain(error), expected);
+    assert_eq!(ErrorChain(error).to_string(), expected);
 }
 
 fn url() -> String {

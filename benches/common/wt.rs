@@ -110,15 +110,9 @@ where
     sample
 }
 
-/// An error and its causes, one after the other: each layer's message once.
+/// An error and its causes, each layer's message once.
 fn text<E: std::error::Error>(error: E) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
+    wtpool::ErrorChain(&error).to_string()
 }
 
 /// A new stream on `session`: the message, finish, the echo read to its end.

@@ -174,19 +174,6 @@ macro_rules! scenarios {
     };
 }
 
-/// An error and its sources, joined by ": ", as a reporter that walks the
-/// chain (anyhow's `{:#}`, eyre, tracing) prints it.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Locks `m`, whether or not a panic poisoned it (the tests' factories keep
 /// their books consistent between calls).
 pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
