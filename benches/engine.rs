@@ -8,7 +8,7 @@
 //!
 //! One operation is a get and a drop of a trivial object; criterion reports
 //! the time of one. `cargo bench --bench table` prints the same workloads
-//! side by side with ratios (see README "Performance").
+//! side by side with ratios (see docs/benchmarks.md).
 
 mod common;
 

@@ -15,7 +15,7 @@
 //! server (127.0.0.1 only).
 //!
 //! `--callgrind CASE ITERS` runs only CASE's loop, ITERS times, and prints
-//! nothing else: for `valgrind --tool=callgrind` (see README "Performance").
+//! nothing else: for `valgrind --tool=callgrind` (see docs/benchmarks.md).
 //!
 //! Started without `--bench` (as `cargo test --benches` does), it makes a
 //! quick smoke run without WebTransport instead.

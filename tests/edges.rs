@@ -356,6 +356,22 @@ async fn close_panic_in_pool_close_closes_the_rest<R: TestRuntime>() {
     assert_eq!(occupancy(&pool), (0, 0, 0, 0, 0));
 }
 
+/// A `close` that panics in `release` (the object died while out) is
+/// counted and resumed in the caller, who awaits that close.
+async fn close_panic_in_release_is_counted_and_resumed<R: TestRuntime>() {
+    let f = Edgy::new();
+    let pool = EdgePool::<R>::new(f.clone(), 1).unwrap();
+    let guard = pool.acquire().await.unwrap();
+    f.kill(guard.0);
+    f.panic_closes(1);
+    let released = AssertUnwindSafe(pool.release(guard)).catch_unwind().await;
+    assert!(released.is_err(), "the panic reaches the caller");
+    assert_eq!(f.closed(), [0]);
+    assert_eq!(pool.counters().close_failed, 1);
+    assert_eq!(occupancy(&pool), (0, 0, 0, 0, 0), "slot freed");
+    assert_eq!(acquire_id(&pool).await, 1);
+}
+
 // ----- given-up handshakes (wtransport) -----
 
 /// Regression: on smol, a handshake whose creation timed out went on in the
@@ -412,6 +428,7 @@ scenarios!(
     close_panic_in_a_spawned_close_is_counted,
     close_panic_in_discard_is_counted_and_resumed,
     close_panic_in_pool_close_closes_the_rest,
+    close_panic_in_release_is_counted_and_resumed,
     given_up_handshakes_are_aborted,
 );
 
@@ -588,6 +605,24 @@ fn acquire_with_a_wait_timeout_works_outside_any_runtime() {
     assert_eq!(occupancy(&pool), (1, 1, 0, 0, 0));
 }
 
+/// `release` works from a plain thread too: a live object goes back to
+/// idle, a dead one is closed in the caller's future, which the caller
+/// awaits there.
+#[test]
+fn release_works_outside_any_runtime() {
+    let runtime = multi_thread_runtime();
+    let f = Edgy::new();
+    let pool: EdgePool<Tokio> = runtime.block_on(async { Pool::new(f.clone(), 1).unwrap() });
+    let guard = smol::block_on(pool.acquire()).expect("an object");
+    smol::block_on(pool.release(guard)).expect("given back");
+    assert_eq!(occupancy(&pool), (1, 1, 0, 0, 0));
+    let guard = smol::block_on(pool.acquire()).expect("the same object");
+    f.kill(guard.0);
+    smol::block_on(pool.release(guard)).expect("closed without error");
+    assert_eq!(f.closed(), [0]);
+    assert_eq!(occupancy(&pool), (0, 0, 0, 0, 0));
+}
+
 /// A guard dropped by a thread-local's destructor, after tokio's own
 /// thread-locals are gone (tokio's `Handle::enter` panics then, and a panic
 /// in a thread-local's destructor aborts the process), is given back all
@@ -732,6 +767,94 @@ fn paused_time_drives_the_max_lifetime() {
             f.closed() == [0]
         })
         .await;
+    });
+}
+
+/// Under paused time, the wait and create timeouts fire when virtual time
+/// reaches them: an hour's wait and half an hour's creation pass in no
+/// real time, each exactly on time.
+#[test]
+fn paused_time_drives_the_wait_and_create_timeouts() {
+    paused(async {
+        const HOUR: Duration = Duration::from_secs(3600);
+        let f = Edgy::new();
+        let pool: EdgePool<Tokio> = Pool::builder(f.clone())
+            .max_size(1)
+            .wait_timeout(HOUR)
+            .create_timeout(HOUR / 2)
+            .build()
+            .unwrap();
+        f.hold();
+        let start = tokio::time::Instant::now();
+        let held = pool.acquire().await.map(|g| g.0);
+        assert!(
+            matches!(held, Err(PoolError::Timeout(TimeoutKind::Create))),
+            "{held:?}"
+        );
+        assert_eq!(start.elapsed(), HOUR / 2, "the create timeout, on time");
+        f.open();
+        let kept = pool.acquire().await.unwrap();
+        let start = tokio::time::Instant::now();
+        let waited = pool.acquire().await.map(|g| g.0);
+        assert!(
+            matches!(waited, Err(PoolError::Timeout(TimeoutKind::Wait))),
+            "{waited:?}"
+        );
+        assert_eq!(start.elapsed(), HOUR, "the wait timeout, on time");
+        drop(kept);
+    });
+}
+
+/// A runtime whose clock is tokio's moved forward by a shift the test sets:
+/// a stand-in for a custom executor's virtual clock.
+#[derive(Clone)]
+struct Shifted {
+    tokio: Tokio,
+    shift: Arc<Mutex<Duration>>,
+}
+
+impl Runtime for Shifted {
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        self.tokio.sleep(duration)
+    }
+
+    fn spawn<F: Future<Output = ()> + Send + 'static>(&self, future: F) {
+        self.tokio.spawn(future);
+    }
+
+    fn now(&self) -> Instant {
+        self.tokio.now() + *lock(&self.shift)
+    }
+}
+
+/// The pool reads its time from `Runtime::now` only: a custom runtime's
+/// clock moved forward past `max_lifetime` ages the pool's objects, though
+/// no real time passed.
+#[test]
+fn a_custom_runtime_clock_drives_the_pool() {
+    const HOUR: Duration = Duration::from_secs(3600);
+    let runtime = current_thread_runtime();
+    runtime.block_on(async {
+        let f = Edgy::new();
+        let clock = Shifted {
+            tokio: Tokio::current(),
+            shift: Arc::default(),
+        };
+        let pool = wtpool::Builder::new(f.clone(), clock.clone())
+            .max_size(1)
+            .max_lifetime(HOUR)
+            .build()
+            .unwrap();
+        assert_eq!(pool.acquire().await.unwrap().0, 0);
+        assert_eq!(pool.acquire().await.unwrap().0, 0, "still young");
+        *lock(&clock.shift) = HOUR;
+        let shifted = clock.now();
+        let renewed = pool.acquire().await.unwrap();
+        assert_eq!(renewed.0, 1, "a new one: 0 outlived its hour");
+        assert!(
+            renewed.meta().created_at >= shifted,
+            "its creation time is on the shifted clock"
+        );
     });
 }
 

@@ -3,8 +3,8 @@
 //!
 //! Every engine workload returns the wall time of `iters` operations, in the
 //! shape criterion's `iter_custom` wants. One operation is a get and a drop of
-//! a trivial object (a `u64`), as in `shared/DESIGN.md`'s measurements of the
-//! peers.
+//! a trivial object (a `u64`), the workload of the project's first
+//! measurements of the peers (see docs/benchmarks.md).
 #![allow(dead_code)]
 
 pub mod wt;
