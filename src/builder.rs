@@ -11,6 +11,37 @@ use crate::{Factory, Pool, Runtime};
 ///
 /// Every option is off unless set: no timeouts, no idle timeout, no lifetime,
 /// no `min_idle`, and creations capped only by `max_size` (10 by default).
+/// [`Pool::builder`] starts one on the runtime's default handle.
+///
+/// ```
+/// use std::time::Duration;
+/// use wtpool::{Builder, ConfigError};
+/// use wtpool_tokio::Tokio;
+/// # struct Numbers;
+/// # impl wtpool::Factory for Numbers {
+/// #     type Object = u64;
+/// #     type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<u64, std::io::Error> { Ok(7) }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = Builder::new(Numbers, Tokio::current())
+///     .name("api")
+///     .max_size(4)
+///     .max_creating(2)
+///     .wait_timeout(Duration::from_secs(5))
+///     .create_timeout(Duration::from_secs(2))
+///     .idle_timeout(Duration::from_secs(60))
+///     .build()?;
+/// assert_eq!(pool.name(), "api");
+/// assert_eq!(pool.status().max_size, 4);
+///
+/// // `build` checks the settings:
+/// let zero = Builder::new(Numbers, Tokio::current()).wait_timeout(Duration::ZERO).build();
+/// assert_eq!(zero.unwrap_err(), ConfigError::ZeroDuration("wait_timeout"));
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Builder<F, R> {
     factory: F,

@@ -35,6 +35,33 @@ impl fmt::Display for ErrorChain<'_> {
 }
 
 /// A setting that cannot work, named with its value.
+///
+/// ```
+/// use std::time::Duration;
+/// use wtpool::ConfigError;
+/// use wtpool_tokio::Pool;
+/// # struct Numbers;
+/// # impl wtpool::Factory for Numbers {
+/// #     type Object = u64;
+/// #     type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<u64, std::io::Error> { Ok(7) }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert_eq!(Pool::new(Numbers, 0).unwrap_err(), ConfigError::ZeroMaxSize);
+///
+/// let error = Pool::builder(Numbers).max_size(2).min_idle(3).build().unwrap_err();
+/// assert_eq!(error, ConfigError::MinIdleAboveMaxSize { min_idle: 3, max_size: 2 });
+///
+/// let error = Pool::builder(Numbers).idle_timeout(Duration::ZERO).build().unwrap_err();
+/// assert_eq!(error.to_string(), "idle_timeout must be longer than zero");
+///
+/// // A plain thread is in no tokio runtime: `Pool::new` finds none to bind.
+/// let elsewhere = std::thread::spawn(|| Pool::new(Numbers, 4).err()).join().unwrap();
+/// assert_eq!(elsewhere, Some(ConfigError::NoRuntime));
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// `max_size` was 0: a pool must be able to hold one object.
@@ -64,6 +91,36 @@ pub enum ConfigError {
 }
 
 /// Which wait ran out.
+///
+/// ```
+/// use std::time::Duration;
+/// use wtpool::{PoolError, TimeoutKind};
+/// use wtpool_tokio::{Factory, Pool};
+///
+/// struct Hangs; // a server that never answers
+///
+/// impl Factory for Hangs {
+///     type Object = ();
+///     type Error = std::io::Error;
+///
+///     async fn create(&self) -> Result<(), std::io::Error> {
+///         std::future::pending().await
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let ms = Duration::from_millis;
+/// let pool = Pool::builder(Hangs).create_timeout(ms(20)).build()?;
+/// let Err(error) = pool.acquire().await else { unreachable!() };
+/// assert!(matches!(error, PoolError::Timeout(TimeoutKind::Create)));
+///
+/// let pool = Pool::builder(Hangs).wait_timeout(ms(20)).build()?;
+/// let Err(error) = pool.acquire().await else { unreachable!() };
+/// assert!(matches!(error, PoolError::Timeout(TimeoutKind::Wait)));
+/// assert_eq!(error.to_string(), "timed out waiting for a pool object (wait_timeout)");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeoutKind {
     /// The whole acquire took longer than the wait timeout.
@@ -82,6 +139,43 @@ impl fmt::Display for TimeoutKind {
 }
 
 /// Why a pool operation failed. `E` is the factory's error.
+///
+/// ```
+/// use wtpool::PoolError;
+/// use wtpool_tokio::{Factory, Pool};
+///
+/// struct Down; // a server that refuses every connection
+///
+/// impl Factory for Down {
+///     type Object = ();
+///     type Error = std::io::Error;
+///
+///     async fn create(&self) -> Result<(), std::io::Error> {
+///         Err(std::io::ErrorKind::ConnectionRefused.into())
+///     }
+/// }
+///
+/// /// What a caller tells its own caller.
+/// fn describe(error: &PoolError<std::io::Error>) -> String {
+///     match error {
+///         PoolError::Timeout(kind) => format!("busy, try again ({kind})"),
+///         PoolError::Create(cause) => format!("cannot connect: {cause}"),
+///         PoolError::Closed => "shutting down".to_owned(),
+///         other => format!("internal error: {other}"),
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = Pool::new(Down, 4)?;
+/// let Err(error) = pool.acquire().await else { unreachable!() };
+/// assert_eq!(describe(&error), "cannot connect: connection refused");
+///
+/// pool.close().await?;
+/// let Err(error) = pool.acquire().await else { unreachable!() };
+/// assert_eq!(describe(&error), "shutting down");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError<E: std::error::Error + 'static> {
     /// The pool was closed before, or while, the caller waited.
@@ -113,6 +207,40 @@ pub enum PoolError<E: std::error::Error + 'static> {
 /// What [`Pool::close`](crate::Pool::close) could not close: the factory's
 /// errors, one for each idle object whose close failed. Its `source()` is
 /// the first of them.
+///
+/// ```
+/// use wtpool_tokio::{Factory, Pool};
+///
+/// struct Stubborn; // its objects refuse to close
+///
+/// impl Factory for Stubborn {
+///     type Object = ();
+///     type Error = std::io::Error;
+///
+///     async fn create(&self) -> Result<(), std::io::Error> {
+///         Ok(())
+///     }
+///
+///     async fn close(&self, _object: ()) -> Result<(), std::io::Error> {
+///         Err(std::io::Error::other("still busy"))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = Pool::new(Stubborn, 2)?;
+/// let (a, b) = (pool.acquire().await?, pool.acquire().await?);
+/// drop((a, b)); // both idle
+///
+/// let closing = pool.close().await.unwrap_err();
+/// assert_eq!(closing.errors.len(), 2);
+/// assert_eq!(
+///     wtpool::ErrorChain(&closing).to_string(),
+///     "closing the pool failed for 2 idle object(s): still busy"
+/// );
+/// assert!(pool.is_closed()); // closed all the same
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct CloseErrors<E: std::error::Error + 'static> {
     /// The errors, at least one.

@@ -140,6 +140,34 @@ impl PoolId {
 }
 
 /// What the pool knows of one object.
+///
+/// [`Pooled::meta`](crate::Pooled::meta) gives it for an object in use, and
+/// [`Pool::retain`](crate::Pool::retain) for each idle object it looks at:
+///
+/// ```
+/// use wtpool_tokio::Pool;
+/// # struct Numbers;
+/// # impl wtpool::Factory for Numbers {
+/// #     type Object = u64;
+/// #     type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<u64, std::io::Error> { Ok(7) }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = Pool::new(Numbers, 4)?;
+/// let (a, b) = (pool.acquire().await?, pool.acquire().await?);
+/// assert_eq!((a.meta().id, b.meta().id), (0, 1)); // in order of creation
+/// drop(a);
+/// let a = pool.acquire().await?; // the same object again
+/// assert_eq!((a.meta().id, a.meta().checkouts), (0, 2));
+/// drop((a, b));
+///
+/// // Close the idle objects handed out more than once:
+/// assert_eq!(pool.retain(|_, meta| meta.checkouts < 2), 1);
+/// assert_eq!(pool.status().idle, 1);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObjectMeta {
     /// Unique within its pool, in order of creation.
@@ -232,6 +260,23 @@ pub enum WaitPoll<T, E> {
 }
 
 /// Why an object leaves the pool through [`Action::Close`].
+///
+/// ```
+/// use std::time::Instant;
+/// use wtpool::machine::{Action, CloseReason, Limits, PoolState};
+///
+/// // With `min_idle`, a new machine asks at once for the object to keep idle.
+/// let limits = Limits { min_idle: 1, ..Limits::new(2) };
+/// let mut pool: PoolState<&str, (), ()> = PoolState::new(limits)?;
+/// let Some(Action::Create(ticket)) = pool.poll_action() else { unreachable!() };
+/// pool.handle_created(ticket, "a connection", Instant::now()).expect("our ticket");
+///
+/// assert_eq!(pool.retain(|_, _| false), 1);
+/// let Some(Action::Close { object, reason, .. }) = pool.poll_action() else { unreachable!() };
+/// assert_eq!((object, reason), ("a connection", CloseReason::Retain));
+/// assert_eq!(reason.as_str(), "retain"); // as logs and metrics label it
+/// # Ok::<(), wtpool::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     /// Found dead at checkout, given back dead, or found dead while idle by
@@ -282,6 +327,31 @@ pub enum Action<T, W> {
 }
 
 /// A snapshot of the pool's occupancy.
+///
+/// ```
+/// use wtpool::Status;
+/// use wtpool_tokio::Pool;
+/// # struct Numbers;
+/// # impl wtpool::Factory for Numbers {
+/// #     type Object = u64;
+/// #     type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<u64, std::io::Error> { Ok(7) }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = Pool::new(Numbers, 4)?;
+/// let a = pool.acquire().await?;
+/// let b = pool.acquire().await?;
+/// drop(b); // back to the idle list
+/// let expected = Status { max_size: 4, size: 2, idle: 1, in_use: 1, ..Status::default() };
+/// assert_eq!(pool.status(), expected);
+///
+/// drop(a);
+/// pool.close().await?;
+/// assert_eq!(pool.status(), Status { max_size: 4, closed: true, ..Status::default() });
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Status {
     /// The most objects the pool may hold.
@@ -301,6 +371,35 @@ pub struct Status {
 }
 
 /// Running totals since the pool was made.
+///
+/// ```
+/// use wtpool::Counters;
+/// use wtpool_tokio::Pool;
+/// # struct Numbers;
+/// # impl wtpool::Factory for Numbers {
+/// #     type Object = u64;
+/// #     type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<u64, std::io::Error> { Ok(7) }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let pool = Pool::new(Numbers, 4)?;
+/// drop(pool.acquire().await?); // created, then idle
+/// let again = pool.acquire().await?; // the idle one, reused
+/// again.discard().await?; // closed, its slot freed
+///
+/// let expected = Counters {
+///     create_started: 1,
+///     created: 1,
+///     checkouts: 2,
+///     reused: 1,
+///     closed: 1,
+///     ..Counters::default()
+/// };
+/// assert_eq!(pool.counters(), expected);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counters {
     /// Creations started.

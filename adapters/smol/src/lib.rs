@@ -42,6 +42,34 @@ pub use wtpool::{
 /// reads its time from the system's monotonic clock, the one smol's timers
 /// count on ([`Runtime::now`](wtpool::Runtime::now)'s default). None of it
 /// needs a runtime context: a pool on smol works from any thread.
+///
+/// ```
+/// use std::time::Duration;
+/// use wtpool_smol::{Builder, Factory, Pool, Smol};
+/// # struct Numbers;
+/// # impl Factory for Numbers {
+/// #     type Object = u64;
+/// #     type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<u64, std::io::Error> { Ok(7) }
+/// # }
+///
+/// // Built on a plain thread (`Pool::builder(Numbers)` is the same):
+/// let pool: Pool<Numbers> = Builder::new(Numbers, Smol)
+///     .max_size(4)
+///     .wait_timeout(Duration::from_secs(5))
+///     .build()?;
+/// let n = smol::block_on(pool.acquire())?;
+/// assert_eq!(*n, 7);
+/// drop(n); // back to the pool
+///
+/// // Another thread, the same pool: the idle object is handed out again.
+/// let shared = pool.clone();
+/// let checkouts = std::thread::spawn(move || {
+///     smol::block_on(shared.acquire()).map(|n| n.meta().checkouts)
+/// });
+/// assert_eq!(checkouts.join().unwrap()?, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Smol;
 

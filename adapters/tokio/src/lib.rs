@@ -56,6 +56,33 @@ pub use wtpool::{
 /// anywhere. One made outside any runtime holds no handle and cannot run
 /// tasks: a pool refuses to be built on it (with
 /// [`ConfigError::NoRuntime`]), and its timers never fire.
+///
+/// ```
+/// use wtpool_tokio::{Builder, Factory, Pool, Tokio};
+/// # struct Numbers;
+/// # impl Factory for Numbers {
+/// #     type Object = u64;
+/// #     type Error = std::io::Error;
+/// #     async fn create(&self) -> Result<u64, std::io::Error> { Ok(7) }
+/// # }
+///
+/// let runtime = tokio::runtime::Runtime::new()?;
+///
+/// // Inside the runtime, `Tokio::default()` binds to it: `Pool::builder` and
+/// // `Pool::new` use that.
+/// let pool = runtime.block_on(async { Pool::builder(Numbers).max_size(4).build() })?;
+/// assert!(pool.runtime().handle().is_some());
+///
+/// // Outside any runtime it binds to none: give it the runtime's handle.
+/// assert!(Tokio::default().handle().is_none());
+/// let bound = Tokio::with_handle(runtime.handle().clone());
+/// let pool: Pool<Numbers> = Builder::new(Numbers, bound).max_size(4).build()?;
+///
+/// // Acquired from another runtime, its creations still run on `runtime`.
+/// let caller = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// assert_eq!(*caller.block_on(pool.acquire())?, 7);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Tokio {
     handle: Option<Handle>,

@@ -23,6 +23,43 @@ pub const DEFAULT_IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// [`DEFAULT_IDLE_CHECK_INTERVAL`], and named for what they reach (the URL
 /// for sessions and connections, `streams` for streams) in their `tracing`
 /// events and metrics; [`wtpool::Builder::name`] renames them.
+///
+/// Each pool's `builder` makes one (`SessionPool::builder`,
+/// `ConnectionPool::builder`, `StreamPool::builder`); `new` is `builder`
+/// then [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use wtpool::ConfigError;
+/// use wtpool_webtransport::{ClientEndpoint, SessionPool, TransportRuntime, WebTransportError};
+///
+/// fn demo<R: TransportRuntime>(
+///     client: ClientEndpoint,
+///     url: url::Url,
+/// ) -> Result<(), Box<dyn std::error::Error>> {
+///     let pool = SessionPool::<R>::builder(client.clone(), url.clone(), 8)?
+///         .options(|o| o.name("echo").max_lifetime(Duration::from_secs(600)))
+///         .build()?;
+///     assert_eq!(pool.name(), "echo"); // else its URL
+///
+///     let builder = SessionPool::<R>::builder(client, url, 8)?.options(|o| o.min_idle(9));
+///     let Err(WebTransportError::Config(error)) = builder.build() else { unreachable!() };
+///     assert_eq!(error, ConfigError::MinIdleAboveMaxSize { min_idle: 9, max_size: 8 });
+///     Ok(())
+/// }
+/// # use wtpool_tokio::Tokio;
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = wtpool_webtransport::echo::EchoServer::start(Default::default())?;
+/// # let options = wtpool_webtransport::ClientOptions {
+/// #     bind: Some(([127, 0, 0, 1], 0).into()),
+/// #     ..Default::default()
+/// # }
+/// # .with_certificate_hash(server.certificate_hash());
+/// # let client = wtpool_webtransport::client_endpoint::<Tokio>(&options)?;
+/// # demo::<Tokio>(client, server.url())
+/// # }
+/// ```
 pub struct Builder<F: Factory, R: TransportRuntime, P> {
     options: wtpool::Builder<F, R>,
     finish: fn(wtpool::Pool<F, R>) -> P,

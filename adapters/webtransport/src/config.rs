@@ -16,6 +16,29 @@ pub const DEFAULT_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// How the client checks the server's certificate.
+///
+/// ```
+/// use wtpool_webtransport::echo::{EchoServer, EchoServerOptions};
+/// use wtpool_webtransport::{ClientOptions, ServerCertificate};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A public server: its chain is checked against the system's roots.
+/// let public = ClientOptions::default();
+/// assert!(matches!(public.server_certificate, ServerCertificate::NativeRoots));
+///
+/// // A server with a short-lived self-signed certificate: pin its hash.
+/// let server = EchoServer::start(EchoServerOptions::default())?; // on 127.0.0.1
+/// let pinned = ClientOptions {
+///     server_certificate: ServerCertificate::Hashes(vec![server.certificate_hash()]),
+///     bind: Some(([127, 0, 0, 1], 0).into()),
+///     ..ClientOptions::default()
+/// };
+/// let client = wtransport::Endpoint::client(pinned.build()?)?;
+/// let session = client.connect(server.url().as_str()).await?; // the pin matches
+/// # drop(session);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub enum ServerCertificate {
     /// Validate the chain against the system's root certificates (the default).

@@ -21,6 +21,29 @@ use wtransport::tls::Sha256Digest;
 use wtransport::{Connection, Endpoint, Identity, ServerConfig, VarInt};
 
 /// Settings of an [`EchoServer`].
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use std::time::Duration;
+/// use wtpool_webtransport::echo::{EchoServer, EchoServerOptions};
+///
+/// let server = EchoServer::start(EchoServerOptions {
+///     path: "/chat".into(),
+///     max_sessions: Some(1), // a second session at once gets 429 Too Many Requests
+///     max_idle_timeout: Duration::from_secs(1), // the server's side of the QUIC idle timeout
+///     ..EchoServerOptions::default() // 127.0.0.1 on a free port, a fresh certificate
+/// })?;
+/// assert_eq!(server.local_addr().ip(), Ipv4Addr::LOCALHOST);
+/// assert_eq!(server.url().path(), "/chat");
+///
+/// // A second server with the same certificate: one hash pins both.
+/// let twin = EchoServer::start(EchoServerOptions {
+///     identity: Some(server.identity()),
+///     ..EchoServerOptions::default()
+/// })?;
+/// assert_eq!(twin.certificate_hash(), server.certificate_hash());
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct EchoServerOptions {
     /// Where to listen: `127.0.0.1` on a free port by default. Keep it on loopback.
@@ -87,6 +110,35 @@ struct Stats {
 
 /// How the client ended the streams an [`EchoServer`] served, as its
 /// receiving halves saw it.
+///
+/// ```
+/// use wtpool_webtransport::echo::{EchoServer, EchoServerOptions, StreamEnds};
+/// use wtransport::VarInt;
+/// # use wtpool_webtransport::ClientOptions;
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = EchoServer::start(EchoServerOptions::default())?;
+/// # let pinned = ClientOptions { bind: Some(([127, 0, 0, 1], 0).into()), ..Default::default() };
+/// # let pinned = pinned.with_certificate_hash(server.certificate_hash());
+/// let client = wtransport::Endpoint::client(pinned.build()?)?; // pins the server's certificate
+/// let session = client.connect(server.url().as_str()).await?;
+/// for reset in [false, true] {
+///     let (mut send, mut recv) = session.open_bi().await?.await?;
+///     send.write_all(b"hi").await?;
+///     recv.read_exact(&mut [0; 2]).await?; // echoed: the server serves this stream
+///     if reset {
+///         send.reset(VarInt::from_u32(7))?;
+///     } else {
+///         send.finish().await?;
+///     }
+///     // The server records how the stream ended, then ends its own half.
+///     recv.quic_stream_mut().read_to_end(16).await?;
+/// }
+/// let ends = StreamEnds { finished: 1, reset: vec![VarInt::from_u32(7)] };
+/// assert_eq!(server.stream_ends(), ends);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamEnds {
     /// Streams the client finished (a clean end of stream).

@@ -11,6 +11,55 @@ use std::time::Duration;
 use wtransport::error::{ConnectingError, ConnectionError, StreamOpeningError};
 
 /// Why a WebTransport session or stream could not be had, or a pool not made.
+///
+/// An acquire from a session pool reports it as
+/// [`PoolError::Create`](wtpool::PoolError::Create):
+///
+/// ```
+/// use wtpool::PoolError;
+/// use wtpool_webtransport::echo::EchoServer;
+/// use wtpool_webtransport::{ClientOptions, SessionPool, TransportRuntime, WebTransportError};
+/// use wtpool_webtransport::client_endpoint;
+///
+/// fn advice(error: &PoolError<WebTransportError>) -> &'static str {
+///     match error {
+///         PoolError::Create(e) => match e {
+///             WebTransportError::SessionRejected { .. } => "wrong path, or server full",
+///             WebTransportError::Unreachable { .. } => "no server there",
+///             WebTransportError::CertificateNotPinned { .. } => "not the pinned certificate",
+///             _ => "cannot connect",
+///         },
+///         _ => "try again later",
+///     }
+/// }
+///
+/// async fn demo<R: TransportRuntime>(
+///     server: &EchoServer,
+///     pinned: ClientOptions,
+/// ) -> Result<(), Box<dyn std::error::Error>> {
+///     let url = server.url().join("/nowhere")?; // it serves /echo alone: 404
+///     let pool = SessionPool::<R>::new(client_endpoint::<R>(&pinned)?, url, 1)?;
+///     let Err(error) = pool.acquire().await else { unreachable!() };
+///     assert_eq!(advice(&error), "wrong path, or server full");
+///
+///     let other = pinned.with_certificate_hash([0; 32].into()); // pins another certificate
+///     let pool = SessionPool::<R>::new(client_endpoint::<R>(&other)?, server.url(), 1)?;
+///     let Err(error) = pool.acquire().await else { unreachable!() };
+///     assert_eq!(advice(&error), "not the pinned certificate");
+///     Ok(())
+/// }
+/// # use wtpool_tokio::Tokio;
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = wtpool_webtransport::echo::EchoServer::start(Default::default())?;
+/// # let options = wtpool_webtransport::ClientOptions {
+/// #     bind: Some(([127, 0, 0, 1], 0).into()),
+/// #     ..Default::default()
+/// # }
+/// # .with_certificate_hash(server.certificate_hash());
+/// # demo::<Tokio>(&server, options).await
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum WebTransportError {
     /// A pool setting cannot work (a `max_size` of 0, say).

@@ -13,6 +13,38 @@ use crate::WebTransportError;
 /// endpoints and handshakes run on. `wtpool-tokio` answers with its own
 /// runtime; `wtpool-smol` with a small background tokio runtime it owns.
 /// A handshake spawned there is aborted as soon as its creation is given up.
+///
+/// Code meant for either runtime takes it as a type parameter; the caller
+/// picks `wtpool_tokio::Tokio` or `wtpool_smol::Smol`:
+///
+/// ```
+/// use wtpool_webtransport::{ClientOptions, SessionPool, TransportRuntime, client_endpoint};
+///
+/// /// One round trip through an echo server at `url`, on the runtime `R`.
+/// async fn echo<R: TransportRuntime>(
+///     options: &ClientOptions,
+///     url: url::Url,
+/// ) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+///     let sessions = SessionPool::<R>::new(client_endpoint::<R>(options)?, url, 1)?;
+///     let session = sessions.acquire().await?;
+///     let (mut send, mut recv) = session.open_bi().await?.await?;
+///     send.write_all(b"ping").await?;
+///     send.finish().await?;
+///     Ok(recv.quic_stream_mut().read_to_end(64).await?)
+/// }
+/// # use wtpool_tokio::Tokio;
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = wtpool_webtransport::echo::EchoServer::start(Default::default())?;
+/// # let options = wtpool_webtransport::ClientOptions {
+/// #     bind: Some(([127, 0, 0, 1], 0).into()),
+/// #     ..Default::default()
+/// # }
+/// # .with_certificate_hash(server.certificate_hash());
+/// # assert_eq!(echo::<Tokio>(&options, server.url()).await?, b"ping");
+/// # Ok(())
+/// # }
+/// ```
 pub trait TransportRuntime: wtpool::Runtime + Default {
     /// The tokio runtime for endpoint creation and `connect()`, used when the
     /// caller is not already running inside a tokio runtime.

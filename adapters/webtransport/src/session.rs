@@ -101,6 +101,36 @@ fn endpoint_from(
 }
 
 /// Makes WebTransport sessions to one URL from one client endpoint.
+///
+/// A [`SessionPool`] or [`ConnectionPool`] makes it from its endpoint and
+/// URL, and lends it with [`factory`](wtpool::Pool::factory):
+///
+/// ```
+/// use wtpool_webtransport::{ClientEndpoint, SessionFactory, SessionPool, TransportRuntime};
+///
+/// fn demo<R: TransportRuntime>(
+///     client: ClientEndpoint, // pins the server's certificate
+///     url: url::Url,
+/// ) -> Result<(), Box<dyn std::error::Error>> {
+///     let sessions = SessionPool::<R>::new(client, url.clone(), 8)?;
+///     let factory: &SessionFactory = sessions.factory();
+///     assert_eq!(factory.url(), &url);
+///     assert!(factory.endpoint().pins_certificates());
+///     Ok(())
+/// }
+/// # use wtpool_tokio::Tokio;
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = wtpool_webtransport::echo::EchoServer::start(Default::default())?;
+/// # let options = wtpool_webtransport::ClientOptions {
+/// #     bind: Some(([127, 0, 0, 1], 0).into()),
+/// #     ..Default::default()
+/// # }
+/// # .with_certificate_hash(server.certificate_hash());
+/// # let client = wtpool_webtransport::client_endpoint::<Tokio>(&options)?;
+/// # demo::<Tokio>(client, server.url())
+/// # }
+/// ```
 pub struct SessionFactory {
     endpoint: ClientEndpoint,
     url: Url,

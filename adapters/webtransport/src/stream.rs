@@ -35,6 +35,45 @@ pub const ABANDONED_STREAM_CODE: VarInt = VarInt::from_u32(0x7774_7031);
 /// reused (see [the reuse contract](StreamPool#the-reuse-contract)).
 ///
 /// Dropped anywhere while unclean, it is reset, not finished.
+///
+/// ```
+/// use wtpool_webtransport::{StreamPool, TransportRuntime};
+///
+/// async fn demo<R: TransportRuntime>(
+///     streams: &StreamPool<R>, // on a session to an echo server
+/// ) -> Result<(), Box<dyn std::error::Error>> {
+///     let mut stream = streams.acquire().await?;
+///     stream.write_all(b"ping").await?;
+///     let mut reply = [0; 4];
+///     stream.read_exact(&mut reply).await?;
+///     assert_eq!(&reply, b"ping");
+///     stream.mark_complete(); // the whole reply was read: nothing left in flight
+///     let id = stream.id();
+///     drop(stream); // clean: back to the pool
+///
+///     let mut stream = streams.acquire().await?;
+///     assert_eq!(stream.id(), id); // the same stream, for the next exchange
+///     stream.write_all(b"half an exchange").await?;
+///     drop(stream); // not marked complete: reset, never handed out again
+///     assert_eq!(streams.status().size, 0);
+///     Ok(())
+/// }
+/// # use wtpool_tokio::Tokio;
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = wtpool_webtransport::echo::EchoServer::start(Default::default())?;
+/// # let options = wtpool_webtransport::ClientOptions {
+/// #     bind: Some(([127, 0, 0, 1], 0).into()),
+/// #     ..Default::default()
+/// # }
+/// # .with_certificate_hash(server.certificate_hash());
+/// # let client = wtpool_webtransport::client_endpoint::<Tokio>(&options)?;
+/// # let sessions = wtpool_webtransport::SessionPool::<Tokio>::new(client, server.url(), 1)?;
+/// # let session = sessions.acquire().await?;
+/// # let streams = StreamPool::<Tokio>::new((*session).clone(), 4)?;
+/// # demo(&streams).await
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Stream {
     /// Both halves; `None` only inside `into_parts`.
@@ -399,6 +438,35 @@ impl futures::io::AsyncRead for Stream {
 }
 
 /// Opens bidirectional streams on one session.
+///
+/// A [`StreamPool`] makes it from the session it is given, and lends it with
+/// [`factory`](wtpool::Pool::factory):
+///
+/// ```
+/// use wtpool_webtransport::{StreamFactory, StreamPool, TransportRuntime};
+/// use wtransport::Connection;
+///
+/// fn demo<R: TransportRuntime>(session: Connection) -> Result<(), Box<dyn std::error::Error>> {
+///     let streams = StreamPool::<R>::new(session.clone(), 16)?;
+///     let factory: &StreamFactory = streams.factory();
+///     assert_eq!(factory.session().stable_id(), session.stable_id());
+///     Ok(())
+/// }
+/// # use wtpool_tokio::Tokio;
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = wtpool_webtransport::echo::EchoServer::start(Default::default())?;
+/// # let options = wtpool_webtransport::ClientOptions {
+/// #     bind: Some(([127, 0, 0, 1], 0).into()),
+/// #     ..Default::default()
+/// # }
+/// # .with_certificate_hash(server.certificate_hash());
+/// # let client = wtpool_webtransport::client_endpoint::<Tokio>(&options)?;
+/// # let sessions = wtpool_webtransport::SessionPool::<Tokio>::new(client, server.url(), 1)?;
+/// # let session = sessions.acquire().await?;
+/// # demo::<Tokio>((*session).clone())
+/// # }
+/// ```
 pub struct StreamFactory {
     session: Connection,
 }
