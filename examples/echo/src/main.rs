@@ -16,16 +16,16 @@
 //! ```sh
 //! cargo run --release -p wtpool-echo
 //! cargo run --release -p wtpool-echo -- --runtime smol
+//! cargo run --release -p wtpool-echo -- --stats   # and the pools' metrics
 //! cargo run --release -p wtpool-echo -- --url https://host:4433/echo --cert-hash 3a:…:9f
 //! ```
 
-use std::sync::Arc;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, ValueEnum};
 use futures::channel::oneshot;
-use indicatif::{ProgressBar, ProgressStyle};
 use url::Url;
 use wtpool_webtransport::echo::{EchoServer, EchoServerOptions};
 use wtpool_webtransport::{
@@ -33,43 +33,133 @@ use wtpool_webtransport::{
 };
 use wtransport::tls::Sha256Digest;
 
-#[derive(Parser, Debug, Clone)]
-#[command(about = "Echo requests through wtpool's SessionPool and StreamPool, with figures")]
+// The command line is parsed with lexopt and the progress line drawn by
+// hand: clap and indicatif, with their dependencies, cost about 17 s of CPU
+// in a cold release build (more on a busy machine), for nine options and a
+// line.
+
+const USAGE: &str = "\
+Echo requests through wtpool's SessionPool and StreamPool, with figures
+
+Usage: wtpool-echo [OPTIONS]
+
+Options:
+      --requests <REQUESTS>          Echo requests in each phase [default: 20000]
+      --concurrency <CONCURRENCY>    Requests in flight at once [default: 64]
+      --sessions <SESSIONS>          The SessionPool's max_size [default: 8]
+      --streams <STREAMS>            Each StreamPool's max_size (one StreamPool per session) [default: 16]
+      --message-size <MESSAGE_SIZE>  Bytes in each message [default: 64]
+      --runtime <RUNTIME>            The runtime to drive the pools on [default: tokio] [possible values: tokio, smol]
+      --url <URL>                    An echo server to use instead of the embedded one (https://…)
+      --cert-hash <CERT_HASH>        The SHA-256 hash of that server's certificate, in hex (colons allowed)
+      --stats                        Print the pools' metrics (wait and create times, closes by reason)
+  -h, --help                         Print help
+";
+
+#[derive(Debug, Clone)]
 struct Args {
-    /// Echo requests in each phase.
-    #[arg(long, default_value_t = 20_000)]
     requests: usize,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// The SessionPool's max_size.
-    #[arg(long, default_value_t = 8)]
     sessions: usize,
-    /// Each StreamPool's max_size (one StreamPool per session).
-    #[arg(long, default_value_t = 16)]
     streams: usize,
-    /// Bytes in each message.
-    #[arg(long, default_value_t = 64)]
     message_size: usize,
-    /// The runtime to drive the pools on.
-    #[arg(long, value_enum, default_value_t = RuntimeKind::Tokio)]
     runtime: RuntimeKind,
-    /// An echo server to use instead of the embedded one (https://…).
-    #[arg(long, requires = "cert_hash")]
     url: Option<Url>,
-    /// The SHA-256 hash of that server's certificate, in hex (colons allowed).
-    #[arg(long, requires = "url")]
     cert_hash: Option<String>,
+    stats: bool,
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RuntimeKind {
     Tokio,
     Smol,
 }
 
+impl Args {
+    /// The command line's options; prints the usage and exits for `--help`,
+    /// and prints what was wrong and exits with 2 for a bad one.
+    fn parse() -> Args {
+        match Args::parse_from(lexopt::Parser::from_env()) {
+            Ok(Some(args)) => args,
+            Ok(None) => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            Err(error) => {
+                eprintln!("error: {error}\n\nFor more information, try '--help'.");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    /// `Ok(None)` for `--help`.
+    fn parse_from(mut parser: lexopt::Parser) -> Result<Option<Args>, lexopt::Error> {
+        use lexopt::prelude::*;
+        let mut args = Args {
+            requests: 20_000,
+            concurrency: 64,
+            sessions: 8,
+            streams: 16,
+            message_size: 64,
+            runtime: RuntimeKind::Tokio,
+            url: None,
+            cert_hash: None,
+            stats: false,
+        };
+        while let Some(arg) = parser.next()? {
+            let option = match arg {
+                Short('h') | Long("help") => return Ok(None),
+                Long("stats") => {
+                    args.stats = true;
+                    continue;
+                }
+                Long(option) => option.to_owned(),
+                _ => return Err(arg.unexpected()),
+            };
+            let parser = &mut parser;
+            match option.as_str() {
+                "requests" => args.requests = value(parser, &option)?,
+                "concurrency" => args.concurrency = value(parser, &option)?,
+                "sessions" => args.sessions = value(parser, &option)?,
+                "streams" => args.streams = value(parser, &option)?,
+                "message-size" => args.message_size = value(parser, &option)?,
+                "runtime" => args.runtime = value(parser, &option)?,
+                "url" => args.url = Some(value(parser, &option)?),
+                "cert-hash" => args.cert_hash = Some(value(parser, &option)?),
+                _ => return Err(Long(&option).unexpected()),
+            }
+        }
+        if args.url.is_some() != args.cert_hash.is_some() {
+            return Err("--url and --cert-hash go together: give both or neither".into());
+        }
+        Ok(Some(args))
+    }
+}
+
+/// The value of `--option`, parsed; an error names the option and the value.
+fn value<T>(parser: &mut lexopt::Parser, option: &str) -> Result<T, lexopt::Error>
+where
+    T: std::str::FromStr<Err: std::fmt::Display>,
+{
+    let text = lexopt::ValueExt::string(parser.value()?)?;
+    (text.parse()).map_err(|e| format!("invalid value '{text}' for '--{option}': {e}").into())
+}
+
+impl std::str::FromStr for RuntimeKind {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "tokio" => Ok(RuntimeKind::Tokio),
+            "smol" => Ok(RuntimeKind::Smol),
+            _ => Err("possible values: tokio, smol"),
+        }
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    let stats = args.stats.then(stats::install);
     if args.requests == 0 || args.concurrency == 0 {
         return Err("--requests and --concurrency must be at least 1".into());
     }
@@ -116,6 +206,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             server.sessions_accepted(),
             server.streams_accepted()
         );
+    }
+    if let Some(stats) = stats {
+        stats::print(&stats);
     }
     let errors: usize = reports.iter().map(|r| r.errors).sum();
     if errors > 0 {
@@ -213,15 +306,9 @@ async fn run<R: TransportRuntime>(
     Ok(reports)
 }
 
-/// An error and its causes, one after the other: each layer's message once.
+/// An error and its causes, each layer's message once.
 fn report(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
+    wtpool::ErrorChain(error).to_string()
 }
 
 fn check_echo(sent: &[u8], echoed: &[u8]) -> Result<(), String> {
@@ -244,12 +331,7 @@ where
     Fut: Future<Output = Result<(), String>> + Send + 'static,
     Req: Fn(usize) -> Fut + Send + Sync + 'static,
 {
-    let bar = ProgressBar::new(args.requests as u64).with_message(name);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:<40} [{bar:30}] {pos}/{len} {per_sec}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
+    let bar = Arc::new(Progress::new(name, args.requests));
     let request = Arc::new(request);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -271,7 +353,7 @@ where
                     Ok(()) => latencies.push(start.elapsed()),
                     Err(error) => errors.push(error),
                 }
-                bar.inc(1);
+                bar.inc();
             }
             let _ = done.send((latencies, errors));
         });
@@ -285,7 +367,7 @@ where
         errors.extend(e);
     }
     let elapsed = started.elapsed();
-    bar.finish_and_clear();
+    bar.clear();
     if let Some(first) = errors.first() {
         eprintln!("{name}: {} errors, the first: {first}", errors.len());
     }
@@ -298,6 +380,73 @@ where
         reused: 0,
         elapsed,
         latencies,
+    }
+}
+
+/// A progress line on stderr, `name [=====>    ] done/total rate/s`, redrawn
+/// in place (`\r`) at each percent, and only when stderr is a terminal.
+struct Progress {
+    name: &'static str,
+    total: usize,
+    /// Redraw every `step` requests.
+    step: usize,
+    visible: bool,
+    started: Instant,
+    done: AtomicUsize,
+    /// The count last drawn and the width of the line on screen (workers draw
+    /// from several threads: the lock keeps one line, and the newest count).
+    drawn: Mutex<(usize, usize)>,
+}
+
+impl Progress {
+    const WIDTH: usize = 30;
+
+    fn new(name: &'static str, total: usize) -> Progress {
+        Progress {
+            name,
+            total,
+            step: (total / 100).max(1),
+            visible: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            done: AtomicUsize::new(0),
+            drawn: Mutex::new((0, 0)),
+        }
+    }
+
+    fn inc(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if !self.visible || (!done.is_multiple_of(self.step) && done != self.total) {
+            return;
+        }
+        let mut drawn = self.drawn.lock().unwrap_or_else(|e| e.into_inner());
+        if done <= drawn.0 {
+            return;
+        }
+        let filled = done * Self::WIDTH / self.total.max(1);
+        let bar: String = (0..Self::WIDTH)
+            .map(|i| match i.cmp(&filled) {
+                std::cmp::Ordering::Less => '=',
+                std::cmp::Ordering::Equal => '>',
+                std::cmp::Ordering::Greater => ' ',
+            })
+            .collect();
+        let rate = done as f64 / self.started.elapsed().as_secs_f64();
+        let line = format!(
+            "{:<40} [{bar}] {done}/{} {rate:.0}/s",
+            self.name, self.total
+        );
+        // Padded to the previous line's width, to cover all of it.
+        let width = drawn.1;
+        let _ = write!(std::io::stderr(), "\r{line:<width$}");
+        *drawn = (done, drawn.1.max(line.chars().count()));
+    }
+
+    /// Blanks the line, if one was drawn.
+    fn clear(&self) {
+        let width = self.drawn.lock().unwrap_or_else(|e| e.into_inner()).1;
+        if width > 0 {
+            let _ = write!(std::io::stderr(), "\r{:width$}\r", "");
+        }
     }
 }
 
@@ -345,4 +494,58 @@ impl Report {
 
 fn micros(d: Duration) -> String {
     format!("{} us", d.as_micros())
+}
+
+/// `--stats`: what the pools report through the `metrics` facade (their
+/// `metrics` feature), gathered by metrics-util's recorder and printed at the
+/// end. The session pool is named for its URL, the stream pools `streams`.
+mod stats {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+
+    /// Installs the recorder; call before the pools are built.
+    pub fn install() -> Snapshotter {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().expect("no other metrics recorder");
+        snapshotter
+    }
+
+    /// Every metric recorded, one line each: counters with their count,
+    /// histograms (in seconds) with their count and percentiles in µs.
+    pub fn print(snapshotter: &Snapshotter) {
+        let mut lines: Vec<String> = (snapshotter.snapshot().into_vec().into_iter())
+            .map(|(key, _, _, value)| {
+                let (_, key) = key.into_parts();
+                let labels: Vec<String> = (key.labels())
+                    .map(|label| format!("{}={}", label.key(), label.value()))
+                    .collect();
+                let name = format!("{}{{{}}}", key.name(), labels.join(","));
+                match value {
+                    DebugValue::Counter(n) => format!("{name:<90} {n}"),
+                    DebugValue::Gauge(g) => format!("{name:<90} {g}"),
+                    DebugValue::Histogram(samples) => {
+                        let mut micros: Vec<f64> =
+                            samples.iter().map(|s| s.into_inner() * 1e6).collect();
+                        micros.sort_by(f64::total_cmp);
+                        let at = |p: f64| {
+                            let rank = ((micros.len() as f64) * p).ceil() as usize;
+                            micros[rank.clamp(1, micros.len()) - 1]
+                        };
+                        format!(
+                            "{name:<90} count {} p50 {:.0} us p99 {:.0} us max {:.0} us",
+                            micros.len(),
+                            at(0.5),
+                            at(0.99),
+                            at(1.0)
+                        )
+                    }
+                }
+            })
+            .collect();
+        lines.sort();
+        println!("\nmetrics (--stats):");
+        for line in lines {
+            println!("{line}");
+        }
+    }
 }
