@@ -465,7 +465,15 @@ fn memory_rows() -> Vec<(String, String)> {
     ));
     drop((held, waiters));
 
-    let rts_free = wtpool_tokio::Pool::new(common::Trivial, 1).expect("a pool");
+    // Sizes only: a runtime that never runs, for the pool to be built on.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a tokio runtime");
+    let tokio = wtpool_tokio::Tokio::with_handle(runtime.handle().clone());
+    let rts_free = wtpool::Builder::new(common::Trivial, tokio)
+        .max_size(1)
+        .build()
+        .expect("a pool");
     rows.push((
         "an acquire() future (in the caller's task, not the pool)".into(),
         format!("{} B", std::mem::size_of_val(&rts_free.acquire())),
