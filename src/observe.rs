@@ -8,23 +8,30 @@
 //!   |---|---|---|---|
 //!   | span `acquire` | DEBUG | `pool`, `wait_us` | around each [`Pool::acquire`](crate::Pool::acquire); `wait_us` is recorded when it ends |
 //!   | event `acquired` | DEBUG | `pool`, `wait_us` | an acquire is served |
-//!   | event `acquire failed` | WARN (DEBUG when the pool is closed) | `pool`, `wait_us`, `error`, `cause` | an acquire fails; `error` is its kind (`wait_timeout`, `create_timeout`, `create`, `create_aborted`, `create_panicked`, `closed`), `cause` the error with its causes |
+//!   | event `acquire failed` | WARN (DEBUG when the pool is closed) | `pool`, `wait_us`, `error`, `cause` | an acquire fails; `error` is its kind (`wait_timeout`, `create_timeout`, `create`, `create_aborted`, `create_panicked`, `closed`), `cause` the error with its causes (none for `closed`) |
+//!   | event `acquire cancelled` | DEBUG | `pool`, `wait_us` | the caller dropped an acquire before it ended (its own timeout, say) |
 //!   | span `create` | DEBUG | `pool` | around each creation (the factory's own events nest in it); it has no parent, since a creation serves the queue, not the caller whose acquire started it |
 //!   | event `created` | DEBUG | `pool`, `duration_us` | a creation succeeds |
 //!   | event `create failed` | WARN | `pool`, `duration_us`, `outcome`, `cause` | a creation fails: `outcome` is `error` (with `cause`), `timeout`, `panic` or `aborted` |
 //!   | event `closing` | DEBUG | `pool`, `reason`, `object`, `checkouts` | an object leaves the pool to be closed; `reason` is a [`CloseReason`] (`dead`, `idle_timeout` and `max_lifetime` are the evictions) |
-//!   | event `close failed` | WARN | `pool`, `cause` | the factory's close failed or panicked |
+//!   | event `close failed` | WARN | `pool`, `cause` | the factory's close failed (`cause`: the error with its causes) or panicked (`cause`: `the factory panicked`) |
 //!   | event `pool closed` | INFO | `pool` | [`Pool::close`](crate::Pool::close) is first called |
 //!
 //!   The WebTransport pools (feature `tracing` of `wtpool-webtransport`, or
-//!   of the adapters) add, in the `create` span: `session refused by the
+//!   of the adapters) add two events, target `wtpool_webtransport::session`,
+//!   inside the `create` span (which carries `pool`): `session refused by the
 //!   server` (WARN, `url`), and `handshake torn by wtransport's race: trying
-//!   once more` (DEBUG, `url`, `cause`).
+//!   once more` (DEBUG, `url`, `cause`). Their `url`, like a session pool's
+//!   default name, is scheme, host, port and path only: credentials, query
+//!   and fragment are left out.
+//!
+//!   A panic while an event is formatted (an error whose `Display`
+//!   panics) is caught and dropped: it never costs a slot or a result.
 //! - **`metrics`**: through the [`metrics`](https://docs.rs/metrics) facade,
 //!   to whatever recorder the application installs, each labelled `pool`:
 //!   the histograms [`ACQUIRE_WAIT_SECONDS`] and [`CREATE_SECONDS`] (label
 //!   `outcome`: `created`, `error`, `timeout`, `panic`, `aborted`), and the
-//!   counters [`ACQUIRE_FAILURES`] (label `error`, as above), [`CLOSED`]
+//!   counters [`ACQUIRE_FAILURES`] (label `error`, as above, or `cancelled`), [`CLOSED`]
 //!   (label `reason`, as above) and [`CLOSE_FAILURES`].
 //!
 //! Durations are read from the pool's clock ([`Runtime::now`]).
@@ -41,9 +48,11 @@ use crate::error::ErrorChain;
 use crate::error::{PoolError, TimeoutKind};
 use crate::machine::{CloseReason, ObjectMeta};
 
-/// Histogram: seconds from the call to `acquire` until it was served.
+/// Histogram: seconds from the call to `acquire` until it was served (the
+/// acquires that fail or are cancelled are counted in [`ACQUIRE_FAILURES`]).
 pub const ACQUIRE_WAIT_SECONDS: &str = "wtpool_acquire_wait_seconds";
-/// Counter: acquires that failed, labelled with the `error`.
+/// Counter: acquires that ended without an object, labelled with the
+/// `error` (`cancelled` when the caller dropped the acquire).
 pub const ACQUIRE_FAILURES: &str = "wtpool_acquire_failures_total";
 /// Histogram: seconds each creation took, labelled with its `outcome`.
 pub const CREATE_SECONDS: &str = "wtpool_create_seconds";
@@ -105,6 +114,97 @@ impl<E> CreateOutcome<'_, E> {
     }
 }
 
+/// How an acquire ended.
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+enum Ended<'a> {
+    Served,
+    /// Its kind (see [`error_kind`]) and the error.
+    Failed(&'static str, &'a dyn std::error::Error),
+    /// The caller dropped the acquire before it ended.
+    Cancelled,
+}
+
+/// An acquire in progress; dropped before it ended, it reports it cancelled.
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+struct Watched<'a, R: Runtime> {
+    observer: &'a Observer,
+    runtime: &'a R,
+    watch: Stopwatch,
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+    ended: bool,
+}
+
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+impl<R: Runtime> Watched<'_, R> {
+    fn report(&self, ended: Ended<'_>) {
+        let wait = self.watch.elapsed(self.runtime);
+        let name = &self.observer.name;
+        #[cfg(feature = "tracing")]
+        quietly(|| {
+            let wait_us = micros(wait);
+            let span = &self.span;
+            span.record("wait_us", wait_us);
+            match ended {
+                Ended::Served => tracing::debug!(parent: span, pool = %name, wait_us, "acquired"),
+                Ended::Failed(error @ "closed", _) => {
+                    tracing::debug!(parent: span, pool = %name, wait_us, error, "acquire failed")
+                }
+                Ended::Failed(error, cause) => tracing::warn!(
+                    parent: span,
+                    pool = %name,
+                    wait_us,
+                    error,
+                    cause = %ErrorChain(cause),
+                    "acquire failed"
+                ),
+                Ended::Cancelled => {
+                    tracing::debug!(parent: span, pool = %name, wait_us, "acquire cancelled")
+                }
+            }
+        });
+        #[cfg(feature = "metrics")]
+        match ended {
+            Ended::Served => {
+                metrics::histogram!(ACQUIRE_WAIT_SECONDS, "pool" => self.observer.label())
+                    .record(wait.as_secs_f64())
+            }
+            Ended::Failed(error, _) => metrics::counter!(
+                ACQUIRE_FAILURES,
+                "pool" => self.observer.label(),
+                "error" => error,
+            )
+            .increment(1),
+            Ended::Cancelled => metrics::counter!(
+                ACQUIRE_FAILURES,
+                "pool" => self.observer.label(),
+                "error" => "cancelled",
+            )
+            .increment(1),
+        }
+        #[cfg(not(feature = "tracing"))]
+        let _ = (wait, name);
+    }
+}
+
+#[cfg(any(feature = "tracing", feature = "metrics"))]
+impl<R: Runtime> Drop for Watched<'_, R> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.report(Ended::Cancelled);
+        }
+    }
+}
+
+/// Emits an event, and drops a panic in it: an error whose `Display` panics
+/// (formatted by the subscriber) must not cost the pool a slot or the
+/// caller its result.
+#[cfg(feature = "tracing")]
+fn quietly(report: impl FnOnce()) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(report));
+}
+
 impl Observer {
     pub(crate) fn new(name: Arc<str>) -> Self {
         #[cfg(feature = "metrics")]
@@ -117,61 +217,36 @@ impl Observer {
         &self.name
     }
 
-    /// Runs an acquire in its span, and reports its wait or its failure.
+    /// Runs an acquire in its span, and reports how it ended: served (with
+    /// its wait), failed, or given up by its caller (the future dropped).
     #[cfg(any(feature = "tracing", feature = "metrics"))]
     pub(crate) async fn acquire<T, E: std::error::Error + 'static>(
         &self,
         runtime: &impl Runtime,
         acquire: impl Future<Output = Result<T, PoolError<E>>>,
     ) -> Result<T, PoolError<E>> {
-        let watch = Stopwatch::start(runtime);
+        let mut watched = Watched {
+            observer: self,
+            runtime,
+            watch: Stopwatch::start(runtime),
+            #[cfg(feature = "tracing")]
+            span: tracing::debug_span!(
+                "acquire",
+                pool = %self.name,
+                wait_us = tracing::field::Empty,
+            ),
+            ended: false,
+        };
         #[cfg(feature = "tracing")]
-        let span = tracing::debug_span!(
-            "acquire",
-            pool = %self.name,
-            wait_us = tracing::field::Empty,
-        );
-        #[cfg(feature = "tracing")]
-        let result = tracing::Instrument::instrument(acquire, span.clone()).await;
+        let result = tracing::Instrument::instrument(acquire, watched.span.clone()).await;
         #[cfg(not(feature = "tracing"))]
         let result = acquire.await;
-        let wait = watch.elapsed(runtime);
-        #[cfg(feature = "tracing")]
-        {
-            let wait_us = micros(wait);
-            span.record("wait_us", wait_us);
-            match &result {
-                Ok(_) => tracing::debug!(parent: &span, pool = %self.name, wait_us, "acquired"),
-                Err(PoolError::Closed) => tracing::debug!(
-                    parent: &span,
-                    pool = %self.name,
-                    wait_us,
-                    error = "closed",
-                    "acquire failed"
-                ),
-                Err(error) => tracing::warn!(
-                    parent: &span,
-                    pool = %self.name,
-                    wait_us,
-                    error = error_kind(error),
-                    cause = %ErrorChain(error),
-                    "acquire failed"
-                ),
-            }
-        }
-        #[cfg(feature = "metrics")]
-        match &result {
-            Ok(_) => metrics::histogram!(ACQUIRE_WAIT_SECONDS, "pool" => self.label())
-                .record(wait.as_secs_f64()),
-            Err(error) => metrics::counter!(
-                ACQUIRE_FAILURES,
-                "pool" => self.label(),
-                "error" => error_kind(error),
-            )
-            .increment(1),
-        }
-        #[cfg(not(feature = "tracing"))]
-        let _ = wait;
+        watched.ended = true;
+        let ended = match &result {
+            Ok(_) => Ended::Served,
+            Err(error) => Ended::Failed(error_kind(error), error),
+        };
+        watched.report(ended);
         result
     }
 
@@ -202,7 +277,7 @@ impl Observer {
         #[cfg(any(feature = "tracing", feature = "metrics"))]
         let took = watch.elapsed(runtime);
         #[cfg(feature = "tracing")]
-        {
+        quietly(|| {
             let duration_us = micros(took);
             match &outcome {
                 CreateOutcome::Created => {
@@ -222,7 +297,7 @@ impl Observer {
                     "create failed"
                 ),
             }
-        }
+        });
         #[cfg(feature = "metrics")]
         metrics::histogram!(CREATE_SECONDS, "pool" => self.label(), "outcome" => outcome.label())
             .record(took.as_secs_f64());
@@ -247,14 +322,16 @@ impl Observer {
     #[cfg_attr(not(feature = "tracing"), allow(unused))]
     pub(crate) fn close_failed<E: std::error::Error>(&self, error: Option<&E>) {
         #[cfg(feature = "tracing")]
-        match error {
+        quietly(|| match error {
             Some(error) => tracing::warn!(
                 pool = %self.name,
                 cause = %ErrorChain(error),
                 "close failed"
             ),
-            None => tracing::warn!(pool = %self.name, "close failed: the factory panicked"),
-        }
+            None => {
+                tracing::warn!(pool = %self.name, cause = "the factory panicked", "close failed")
+            }
+        });
         #[cfg(feature = "metrics")]
         metrics::counter!(CLOSE_FAILURES, "pool" => self.label()).increment(1);
     }

@@ -224,13 +224,13 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
     /// Dropping the returned future at any point loses nothing: a place in the
     /// queue is withdrawn, and an object handed over meanwhile goes to the next
     /// waiter. A creation started for the caller goes on in its own task.
-    pub async fn acquire(&self) -> Result<Pooled<F, R>, PoolError<F::Error>> {
+    pub fn acquire(&self) -> impl Future<Output = Result<Pooled<F, R>, PoolError<F::Error>>> {
+        // With the features off, the caller awaits `checkout` itself: no
+        // layer of its own.
         #[cfg(any(feature = "tracing", feature = "metrics"))]
-        return (self.inner.observer)
-            .acquire(&self.inner.runtime, self.checkout())
-            .await;
+        return (self.inner.observer).acquire(&self.inner.runtime, self.checkout());
         #[cfg(not(any(feature = "tracing", feature = "metrics")))]
-        self.checkout().await
+        self.checkout()
     }
 
     /// [`acquire`](Self::acquire), unobserved.
@@ -272,8 +272,8 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
     }
 
     /// The same as [`acquire`](Self::acquire), under the name deadpool and bb8 use.
-    pub async fn get(&self) -> Result<Pooled<F, R>, PoolError<F::Error>> {
-        self.acquire().await
+    pub fn get(&self) -> impl Future<Output = Result<Pooled<F, R>, PoolError<F::Error>>> {
+        self.acquire()
     }
 
     /// Gives an object back now, rather than when the guard drops, and reports
@@ -545,8 +545,7 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
             ticket: Some(ticket),
             watch: Stopwatch::start(&self.runtime),
         };
-        let observer = self.observer.clone();
-        self.runtime.spawn(observer.create(async move {
+        self.runtime.spawn(self.observer.create(async move {
             let inner = &creation.inner;
             // The call to `create` is inside the guarded future too: a
             // factory may panic before it returns its future.

@@ -232,12 +232,17 @@ struct Numbers {
     dead: Mutex<Vec<u64>>,
 }
 
+/// How long each creation of [`Numbers`] takes (on tokio's clock, paused in
+/// the tests that use it, so that every duration reported is exact).
+const CREATION: Duration = Duration::from_millis(30);
+
 impl Factory for Numbers {
     type Object = u64;
     type Error = io::Error;
 
     async fn create(&self) -> Result<u64, io::Error> {
         tracing::info!("the factory makes a number");
+        tokio::time::sleep(CREATION).await;
         if self.fail_next.swap(false, Ordering::SeqCst) {
             return Err(io::Error::other("no numbers today"));
         }
@@ -273,6 +278,7 @@ async fn acquire_create_close_and_failures_are_traced_and_measured() {
     let second = pool.acquire().await.unwrap();
     drop(second);
     pool.close().await.unwrap();
+    pool.close().await.unwrap();
     assert!(matches!(pool.acquire().await, Err(PoolError::Closed)));
 
     let seen = until("traced-numbers", |seen| count(seen, true, "create") == 3).await;
@@ -290,6 +296,11 @@ async fn acquire_create_close_and_failures_are_traced_and_measured() {
     for span in &acquires {
         assert_eq!(span.level, Level::DEBUG);
         assert!(span.fields["wait_us"].parse::<u64>().is_ok(), "{span:?}");
+    }
+    // Each served acquire waited for its creation: exactly that long.
+    for acquired in events("acquired") {
+        assert_eq!(acquired.level, Level::DEBUG);
+        assert_eq!(acquired.fields["wait_us"], "30000");
     }
     // The timed-out one waited the wait timeout (paused time: exactly).
     let timeout = events("acquire failed");
@@ -313,14 +324,19 @@ async fn acquire_create_close_and_failures_are_traced_and_measured() {
     // event happens inside it.
     for span in seen.iter().filter(|s| s.span && s.name == "create") {
         assert_eq!(span.parent, None, "{span:?}");
+        assert_eq!(span.level, Level::DEBUG);
     }
     let created = events("created");
     assert_eq!(created.len(), 2);
-    assert!(created[0].fields["duration_us"].parse::<u64>().is_ok());
+    for created in &created {
+        assert_eq!(created.level, Level::DEBUG);
+        assert_eq!(created.fields["duration_us"], "30000");
+    }
     let create_failed = events("create failed");
     assert_eq!(create_failed.len(), 1);
     assert_eq!(create_failed[0].level, Level::WARN);
     assert_eq!(create_failed[0].fields["outcome"], "error");
+    assert_eq!(create_failed[0].fields["duration_us"], "30000");
     assert_eq!(
         create_failed[0].fields["cause"], "no numbers today",
         "the factory's error, each message once"
@@ -346,21 +362,26 @@ async fn acquire_create_close_and_failures_are_traced_and_measured() {
         .map(|e| e.fields["reason"].as_str())
         .collect();
     assert_eq!(reasons, ["dead", "pool_closed"]);
+    assert!(closing.iter().all(|e| e.level == Level::DEBUG));
     assert_eq!(closing[0].fields["object"], "0");
-    assert_eq!(events("pool closed").len(), 1);
+    assert_eq!(events("pool closed").len(), 1, "closed twice, told once");
     assert_eq!(events("pool closed")[0].level, Level::INFO);
 
     // The same story in metrics.
     let (counters, histograms) = metrics_of("traced-numbers");
-    let waits = &histograms[&key(observe::ACQUIRE_WAIT_SECONDS, &[])];
-    assert_eq!(waits.len(), 2, "served acquires: {waits:?}");
+    // In seconds: each served acquire waited 30 ms, each creation took 30 ms.
+    let seconds = |name: &str, labels: &[(&str, &str)]| -> Vec<f64> {
+        let samples = &histograms[&key(name, labels)];
+        samples.iter().map(|s| (s * 1e6).round() / 1e6).collect()
+    };
+    assert_eq!(seconds(observe::ACQUIRE_WAIT_SECONDS, &[]), [0.03, 0.03]);
     assert_eq!(
-        histograms[&key(observe::CREATE_SECONDS, &[("outcome", "created")])].len(),
-        2
+        seconds(observe::CREATE_SECONDS, &[("outcome", "created")]),
+        [0.03, 0.03]
     );
     assert_eq!(
-        histograms[&key(observe::CREATE_SECONDS, &[("outcome", "error")])].len(),
-        1
+        seconds(observe::CREATE_SECONDS, &[("outcome", "error")]),
+        [0.03]
     );
     for (error, n) in [("wait_timeout", 1), ("create", 1), ("closed", 1)] {
         assert_eq!(
@@ -376,6 +397,183 @@ async fn acquire_create_close_and_failures_are_traced_and_measured() {
             "{reason}"
         );
     }
+}
+
+/// An error whose `Display` panics, when asked to.
+#[derive(Debug)]
+struct Moody {
+    panics: bool,
+}
+
+impl std::fmt::Display for Moody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.panics {
+            panic!("this error cannot be displayed");
+        }
+        f.write_str("moody")
+    }
+}
+
+impl std::error::Error for Moody {}
+
+/// A factory whose next creation hangs, panics or fails with an error that
+/// cannot be displayed, and whose next close panics, on request.
+#[derive(Default)]
+struct Whims {
+    next: AtomicU64,
+    hang: AtomicBool,
+    panic: AtomicBool,
+    undisplayable: AtomicBool,
+    panic_close: AtomicBool,
+    dead: Mutex<Vec<u64>>,
+}
+
+impl Factory for Whims {
+    type Object = u64;
+    type Error = Moody;
+
+    async fn create(&self) -> Result<u64, Moody> {
+        if self.hang.swap(false, Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if self.panic.swap(false, Ordering::SeqCst) {
+            panic!("the factory panics, as asked");
+        }
+        if self.undisplayable.swap(false, Ordering::SeqCst) {
+            return Err(Moody { panics: true });
+        }
+        Ok(self.next.fetch_add(1, Ordering::SeqCst))
+    }
+
+    fn is_alive(&self, n: &mut u64) -> bool {
+        !lock(&self.dead).contains(n)
+    }
+
+    async fn close(&self, _: u64) -> Result<(), Moody> {
+        if self.panic_close.swap(false, Ordering::SeqCst) {
+            panic!("the factory's close panics, as asked");
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn every_outcome_and_reason_is_reported() {
+    install();
+    const NAME: &str = "whims";
+    let pool: Pool<Whims> = Pool::builder(Whims::default())
+        .name(NAME)
+        .max_size(2)
+        // A lost slot would leave an acquire waiting: this makes it fail.
+        .wait_timeout(Duration::from_secs(3600))
+        .create_timeout(Duration::from_secs(1))
+        .idle_timeout(Duration::from_secs(10))
+        .max_lifetime(Duration::from_secs(100))
+        .build()
+        .unwrap();
+    let whims = pool.factory();
+
+    // Creations that time out and panic.
+    whims.hang.store(true, Ordering::SeqCst);
+    let timed_out = pool.acquire().await.map(drop);
+    assert!(matches!(
+        timed_out,
+        Err(PoolError::Timeout(TimeoutKind::Create))
+    ));
+    whims.panic.store(true, Ordering::SeqCst);
+    let panicked = pool.acquire().await.map(drop);
+    assert!(matches!(panicked, Err(PoolError::CreatePanicked)));
+
+    // An error that cannot be displayed costs no slot and no result.
+    whims.undisplayable.store(true, Ordering::SeqCst);
+    let undisplayable = pool.acquire().await.map(drop);
+    assert!(matches!(
+        undisplayable,
+        Err(PoolError::Create(Moody { panics: true }))
+    ));
+    assert_eq!((pool.status().size, pool.status().creating), (0, 0));
+
+    // A cancelled acquire: both objects out, the caller gives up after 10 ms.
+    let (a, b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+    let gave_up = tokio::time::timeout(Duration::from_millis(10), pool.acquire()).await;
+    assert!(gave_up.is_err());
+
+    // Closes for each reason: shrunk, retain, idle timeout, max lifetime, and
+    // a close that panics.
+    drop((a, b));
+    pool.resize(1).unwrap();
+    pool.resize(2).unwrap();
+    assert_eq!(pool.retain(|_, _| false), 1);
+    drop(pool.acquire().await.unwrap());
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let old = pool.acquire().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(101)).await;
+    drop(old);
+    let dead = pool.acquire().await.unwrap();
+    lock(&whims.dead).push(*dead);
+    whims.panic_close.store(true, Ordering::SeqCst);
+    drop(dead);
+
+    let seen = until(NAME, |seen| count(seen, false, "close failed") == 1).await;
+    let events = |name: &str| -> Vec<&Seen> {
+        (seen.iter())
+            .filter(|s| !s.span && s.name == name)
+            .collect()
+    };
+    let outcomes: Vec<&str> = (events("create failed").iter())
+        .map(|e| e.fields["outcome"].as_str())
+        .collect();
+    // The undisplayable error's events are lost: their formatting panicked
+    // (and was caught). Its metrics are not (below).
+    assert_eq!(outcomes, ["timeout", "panic"]);
+    assert_eq!(events("create failed")[0].fields["duration_us"], "1000000");
+    let kinds: Vec<&str> = (events("acquire failed").iter())
+        .map(|e| e.fields["error"].as_str())
+        .collect();
+    assert_eq!(kinds, ["create_timeout", "create_panicked"]);
+    let cancelled = events("acquire cancelled");
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0].level, Level::DEBUG);
+    assert_eq!(cancelled[0].fields["wait_us"], "10000");
+    let reasons: Vec<&str> = (events("closing").iter())
+        .map(|e| e.fields["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["shrunk", "retain", "idle_timeout", "max_lifetime", "dead"]
+    );
+    let close_failed = events("close failed");
+    assert_eq!(close_failed[0].level, Level::WARN);
+    assert_eq!(close_failed[0].fields["cause"], "the factory panicked");
+
+    let (counters, histograms) = metrics_of(NAME);
+    for (error, n) in [
+        ("create_timeout", 1),
+        ("create_panicked", 1),
+        ("create", 1),
+        ("cancelled", 1),
+    ] {
+        assert_eq!(
+            counters[&key(observe::ACQUIRE_FAILURES, &[("error", error)])],
+            n,
+            "{error}"
+        );
+    }
+    for outcome in ["timeout", "panic", "error"] {
+        assert_eq!(
+            histograms[&key(observe::CREATE_SECONDS, &[("outcome", outcome)])].len(),
+            1,
+            "{outcome}"
+        );
+    }
+    for reason in ["shrunk", "retain", "idle_timeout", "max_lifetime", "dead"] {
+        assert_eq!(
+            counters[&key(observe::CLOSED, &[("reason", reason)])],
+            1,
+            "{reason}"
+        );
+    }
+    assert_eq!(counters[&key(observe::CLOSE_FAILURES, &[])], 1);
 }
 
 /// Counts the closes the factory refuses.
@@ -418,21 +616,27 @@ async fn a_failed_close_is_reported() {
 async fn a_refused_session_is_reported_in_its_creation() {
     install();
     let server = EchoServer::start(EchoServerOptions::default()).expect("the loopback echo server");
-    let mut url = server.url();
-    url.set_path("/no-such-path");
+    let mut public = server.url();
+    public.set_path("/no-such-path");
+    // Credentials, a query and a fragment, which must reach no log or label.
+    let mut url = public.clone();
+    url.set_username("user").unwrap();
+    url.set_password(Some("secret")).unwrap();
+    url.set_query(Some("token=abc"));
+    url.set_fragment(Some("frag"));
     let client = client_endpoint(&ClientOptions {
         bind: Some((std::net::Ipv4Addr::LOCALHOST, 0).into()),
         ..ClientOptions::default().with_certificate_hash(server.certificate_hash())
     })
     .expect("a client endpoint");
     let pool = SessionPool::new(client, url.clone(), 2).unwrap();
-    // The pool is named for its URL.
-    assert_eq!(pool.name(), url.as_str());
+    // The pool is named for its URL, credentials, query and fragment left out.
+    assert_eq!(pool.name(), public.as_str());
     let refused = pool.acquire().await.unwrap_err();
     assert!(matches!(refused, PoolError::Create(_)), "{refused:?}");
 
     // wtpool-webtransport's event, in the creation's span.
-    let seen = until(url.as_str(), |seen| {
+    let seen = until(public.as_str(), |seen| {
         count(seen, false, "session refused by the server") == 1
             && count(seen, false, "create failed") == 1
     })
@@ -442,13 +646,17 @@ async fn a_refused_session_is_reported_in_its_creation() {
         .unwrap();
     assert_eq!(refusal.level, Level::WARN);
     assert_eq!(refusal.parent.as_deref(), Some("create"));
-    assert_eq!(refusal.fields["url"], url.as_str());
+    assert_eq!(refusal.fields["url"], public.as_str());
+    let leaked = (lock(&SEEN).iter())
+        .filter(|s| format!("{:?}", s.fields).contains("secret"))
+        .count();
+    assert_eq!(leaked, 0, "the password reached an event");
     let failed = seen.iter().find(|s| s.name == "create failed").unwrap();
     assert!(
         failed.fields["cause"].contains("refused the WebTransport session"),
         "{failed:?}"
     );
-    let (counters, _) = metrics_of(url.as_str());
+    let (counters, _) = metrics_of(public.as_str());
     assert_eq!(
         counters[&key(observe::ACQUIRE_FAILURES, &[("error", "create")])],
         1

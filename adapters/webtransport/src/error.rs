@@ -12,6 +12,10 @@ use wtransport::error::{ConnectingError, ConnectionError, StreamOpeningError};
 
 /// Why a WebTransport session or stream could not be had, or a pool not made.
 ///
+/// The URL a connect error names is the pool's URL without credentials,
+/// query or fragment, since errors end up in logs (`InvalidUrl` alone
+/// shows the URL as given, to say what is wrong with it).
+///
 /// An acquire from a session pool reports it as
 /// [`PoolError::Create`](wtpool::PoolError::Create):
 ///

@@ -169,7 +169,12 @@ impl SessionFactory {
         io::run(self.io.as_ref(), async move { endpoint.connect(url).await })
             .await?
             .map_err(|error| {
-                WebTransportError::from_connecting(self.url.as_str(), error, self.endpoint.pinned)
+                // Errors are logged: the URL without credentials or query.
+                WebTransportError::from_connecting(
+                    &public_part(&self.url),
+                    error,
+                    self.endpoint.pinned,
+                )
             })
     }
 }
@@ -185,7 +190,7 @@ impl wtpool::Factory for SessionFactory {
             Err(error) if error.is_torn_handshake() => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!(
-                    url = %self.url,
+                    url = public_part(&self.url),
                     cause = %wtpool::ErrorChain(&error),
                     "handshake torn by wtransport's race: trying once more"
                 );
@@ -194,8 +199,11 @@ impl wtpool::Factory for SessionFactory {
             connected => connected,
         };
         #[cfg(feature = "tracing")]
-        if let Err(WebTransportError::SessionRejected { url }) = &connected {
-            tracing::warn!(url = %url, "session refused by the server");
+        if let Err(WebTransportError::SessionRejected { .. }) = &connected {
+            tracing::warn!(
+                url = public_part(&self.url),
+                "session refused by the server"
+            );
         }
         connected
     }
@@ -225,6 +233,19 @@ fn check_url(url: &Url) -> Result<(), WebTransportError> {
         url: url.to_string(),
         reason,
     })
+}
+
+/// The name a session or connection pool gets by default, and what its
+/// events say of its URL: scheme, host, port and path, without credentials,
+/// query or fragment, which must not reach logs and metric labels.
+fn public_part(url: &Url) -> String {
+    let mut public = url.clone();
+    // Infallible for an https URL with a host (checked before).
+    let _ = public.set_username("");
+    let _ = public.set_password(None);
+    public.set_query(None);
+    public.set_fragment(None);
+    public.into()
 }
 
 /// The builder of a [`SessionPool`].
@@ -272,7 +293,7 @@ impl<R: TransportRuntime> SessionPool<R> {
         url: Url,
         max_size: usize,
     ) -> Result<SessionPoolBuilder<R>, WebTransportError> {
-        let name = url.as_str().to_owned();
+        let name = public_part(&url);
         let factory = SessionFactory::new::<R>(client.into(), url)?;
         Ok(Builder::new(factory, name, max_size, |pool| SessionPool {
             pool,
@@ -346,7 +367,7 @@ impl<R: TransportRuntime> ConnectionPool<R> {
         let io = R::default().io_handle();
         let endpoint = io::enter(io.as_ref(), || Endpoint::client(config))?
             .map_err(WebTransportError::Endpoint)?;
-        let name = url.as_str().to_owned();
+        let name = public_part(&url);
         let factory = SessionFactory::new::<R>(Arc::new(endpoint).into(), url)?;
         Ok(Builder::new(factory, name, max_size, |pool| {
             ConnectionPool { pool }

@@ -65,7 +65,7 @@ struct Args {
     message_size: usize,
     runtime: RuntimeKind,
     url: Option<Url>,
-    cert_hash: Option<String>,
+    cert_hash: Option<Sha256Digest>,
     stats: bool,
 }
 
@@ -125,8 +125,21 @@ impl Args {
                 "message-size" => args.message_size = value(parser, &option)?,
                 "runtime" => args.runtime = value(parser, &option)?,
                 "url" => args.url = Some(value(parser, &option)?),
-                "cert-hash" => args.cert_hash = Some(value(parser, &option)?),
+                "cert-hash" => {
+                    let text: String = value(parser, &option)?;
+                    args.cert_hash = Some(parse_hash(&text)?);
+                }
                 _ => return Err(Long(&option).unexpected()),
+            }
+        }
+        for (option, n) in [
+            ("requests", args.requests),
+            ("concurrency", args.concurrency),
+            ("sessions", args.sessions),
+            ("streams", args.streams),
+        ] {
+            if n == 0 {
+                return Err(format!("--{option} must be at least 1").into());
             }
         }
         if args.url.is_some() != args.cert_hash.is_some() {
@@ -157,14 +170,22 @@ impl std::str::FromStr for RuntimeKind {
     }
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let stats = args.stats.then(stats::install);
-    if args.requests == 0 || args.concurrency == 0 {
-        return Err("--requests and --concurrency must be at least 1".into());
+    match echo(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", wtpool::ErrorChain(&*error));
+            std::process::ExitCode::FAILURE
+        }
     }
+}
+
+/// The main job, with the parsed `args`.
+fn echo(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let stats = args.stats.then(stats::install);
     let (server, url, hash) = match (&args.url, &args.cert_hash) {
-        (Some(url), Some(hash)) => (None, url.clone(), parse_hash(hash)?),
+        (Some(url), Some(hash)) => (None, url.clone(), hash.clone()),
         _ => {
             let server = EchoServer::start(EchoServerOptions::default())?;
             let (url, hash) = (server.url(), server.certificate_hash());
@@ -189,8 +210,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .worker_threads(2)
             .enable_all()
             .build()?
-            .block_on(run::<wtpool_tokio::Tokio>(&args, url, hash))?,
-        RuntimeKind::Smol => smol::block_on(run::<wtpool_smol::Smol>(&args, url, hash))?,
+            .block_on(run::<wtpool_tokio::Tokio>(args, url, hash))?,
+        RuntimeKind::Smol => smol::block_on(run::<wtpool_smol::Smol>(args, url, hash))?,
     };
     println!();
     println!(
@@ -523,6 +544,9 @@ mod stats {
                 match value {
                     DebugValue::Counter(n) => format!("{name:<90} {n}"),
                     DebugValue::Gauge(g) => format!("{name:<90} {g}"),
+                    DebugValue::Histogram(samples) if samples.is_empty() => {
+                        format!("{name:<90} count 0")
+                    }
                     DebugValue::Histogram(samples) => {
                         let mut micros: Vec<f64> =
                             samples.iter().map(|s| s.into_inner() * 1e6).collect();
