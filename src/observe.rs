@@ -62,7 +62,7 @@ pub const CLOSED: &str = "wtpool_closed_total";
 pub const CLOSE_FAILURES: &str = "wtpool_close_failures_total";
 
 /// The pool's name, and through it the label of everything it reports.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Observer {
     name: Arc<str>,
 }
@@ -170,18 +170,8 @@ impl<R: Runtime> Watched<'_, R> {
                 metrics::histogram!(ACQUIRE_WAIT_SECONDS, "pool" => self.observer.label())
                     .record(wait.as_secs_f64())
             }
-            Ended::Failed(error, _) => metrics::counter!(
-                ACQUIRE_FAILURES,
-                "pool" => self.observer.label(),
-                "error" => error,
-            )
-            .increment(1),
-            Ended::Cancelled => metrics::counter!(
-                ACQUIRE_FAILURES,
-                "pool" => self.observer.label(),
-                "error" => "cancelled",
-            )
-            .increment(1),
+            Ended::Failed(error, _) => self.observer.acquire_failed(error),
+            Ended::Cancelled => self.observer.acquire_failed("cancelled"),
         }
         #[cfg(not(feature = "tracing"))]
         let _ = (wait, name);
@@ -340,6 +330,11 @@ impl Observer {
     pub(crate) fn pool_closed(&self) {
         #[cfg(feature = "tracing")]
         tracing::info!(pool = %self.name, "pool closed");
+    }
+
+    #[cfg(feature = "metrics")]
+    fn acquire_failed(&self, error: &'static str) {
+        metrics::counter!(ACQUIRE_FAILURES, "pool" => self.label(), "error" => error).increment(1);
     }
 
     #[cfg(feature = "metrics")]
