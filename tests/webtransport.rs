@@ -245,6 +245,21 @@ async fn round_trip(stream: &mut Stream, message: &[u8]) {
     stream.mark_complete();
 }
 
+/// Marks a torn stream complete and gives it back: the mark must not make
+/// it reusable, and the next stream handed out (returned) must be another.
+async fn replace_torn<R: TestRuntime>(
+    streams: &StreamPool<R>,
+    mut torn: Pooled<wtpool_webtransport::StreamFactory, R>,
+) -> Pooled<wtpool_webtransport::StreamFactory, R> {
+    let id = torn.id();
+    torn.mark_complete();
+    assert!(!torn.is_reusable(), "a torn stream counts as reusable");
+    drop(torn);
+    let next = streams.acquire().await.expect("a stream");
+    assert_ne!(next.id(), id, "a torn stream was handed out again");
+    next
+}
+
 /// Starts an echo server on `bind` with `identity`, retrying while the old
 /// server's socket is still being let go.
 async fn restart<R: TestRuntime>(bind: SocketAddr, identity: Arc<Identity>) -> EchoServer {
@@ -1558,7 +1573,6 @@ async fn stream_pool_empties_when_the_session_dies<R: TestRuntime>() {
 async fn torn_stream_stays_torn_after_later_calls<R: TestRuntime>() {
     let (server, _sessions, _session, streams) = echo_streams::<R>(2).await;
     let mut stream = streams.acquire().await.expect("a stream");
-    let id = stream.id();
     // Larger than the flow-control windows: one poll writes part of it.
     let message = vec![7; 8 << 20];
     assert!(
@@ -1573,12 +1587,7 @@ async fn torn_stream_stays_torn_after_later_calls<R: TestRuntime>() {
         .expect("a read")
         .expect("the echo");
     assert!(some[..n].iter().all(|&b| b == 7));
-    stream.mark_complete();
-    assert!(!stream.is_reusable(), "a torn stream counts as reusable");
-    drop(stream);
-
-    let next = streams.acquire().await.expect("a stream");
-    assert_ne!(next.id(), id, "a torn stream was handed out again");
+    let _next = replace_torn(&streams, stream).await;
     wait_until::<R>("the server sees the torn stream reset", || {
         server.stream_ends().reset == [ABANDONED_STREAM_CODE]
     })
@@ -1701,7 +1710,6 @@ async fn poll_based_calls_abandoned_halfway_tear_the_stream<R: TestRuntime>() {
 
     // tokio's `write_all`, dropped after one poll.
     let mut stream = streams.acquire().await.expect("a stream");
-    let id = stream.id();
     let large = vec![b'A'; 8 << 20];
     assert!(
         tokio::io::AsyncWriteExt::write_all(&mut *stream, &large)
@@ -1709,18 +1717,13 @@ async fn poll_based_calls_abandoned_halfway_tear_the_stream<R: TestRuntime>() {
             .is_none(),
         "the write finished in one poll: make the message larger"
     );
-    stream.mark_complete();
-    assert!(!stream.is_reusable(), "a torn stream counts as reusable");
-    drop(stream);
-    let mut stream = streams.acquire().await.expect("a stream");
-    assert_ne!(stream.id(), id, "a torn stream was handed out again");
+    let mut stream = replace_torn(&streams, stream).await;
     round_trip(&mut stream, b"BBBB").await;
     drop(stream);
 
     // futures' `read_exact`, dropped by a timeout after a partial fill: only
     // 8 of the 16 bytes it waits for ever come back.
     let mut stream = streams.acquire().await.expect("the clean stream");
-    let id = stream.id();
     stream.write_all(&[b'C'; 8]).await.expect("write");
     let mut sixteen = [0; 16];
     let read = futures::AsyncReadExt::read_exact(&mut *stream, &mut sixteen);
@@ -1729,11 +1732,7 @@ async fn poll_based_calls_abandoned_halfway_tear_the_stream<R: TestRuntime>() {
             .await
             .is_none()
     );
-    stream.mark_complete();
-    assert!(!stream.is_reusable(), "a torn stream counts as reusable");
-    drop(stream);
-    let mut stream = streams.acquire().await.expect("a stream");
-    assert_ne!(stream.id(), id, "a torn stream was handed out again");
+    let mut stream = replace_torn(&streams, stream).await;
     round_trip(&mut stream, b"DDDD").await;
 }
 

@@ -199,10 +199,20 @@ fn seen_of(pool: &str) -> Vec<Seen> {
         .collect()
 }
 
-fn count(seen: &[Seen], span: bool, name: &str) -> usize {
+/// The spans (`span`) or events named `name` among `seen`.
+fn named<'a>(seen: &'a [Seen], span: bool, name: &str) -> Vec<&'a Seen> {
     (seen.iter())
         .filter(|s| s.span == span && s.name == name)
-        .count()
+        .collect()
+}
+
+fn count(seen: &[Seen], span: bool, name: &str) -> usize {
+    named(seen, span, name).len()
+}
+
+/// The events named `name` among `seen`.
+fn events<'a>(seen: &'a [Seen], name: &str) -> Vec<&'a Seen> {
+    named(seen, false, name)
 }
 
 /// Waits, yielding to the runtime, until `done` holds of what was seen of
@@ -282,28 +292,21 @@ async fn acquire_create_close_and_failures_are_traced_and_measured() {
     assert!(matches!(pool.acquire().await, Err(PoolError::Closed)));
 
     let seen = until("traced-numbers", |seen| count(seen, true, "create") == 3).await;
-    let events = |name: &str| -> Vec<&Seen> {
-        (seen.iter())
-            .filter(|s| !s.span && s.name == name)
-            .collect()
-    };
 
     // Each acquire has its span, with its wait, at DEBUG: 5 acquires.
-    let acquires: Vec<&Seen> = (seen.iter())
-        .filter(|s| s.span && s.name == "acquire")
-        .collect();
+    let acquires = named(&seen, true, "acquire");
     assert_eq!(acquires.len(), 5, "{seen:#?}");
     for span in &acquires {
         assert_eq!(span.level, Level::DEBUG);
         assert!(span.fields["wait_us"].parse::<u64>().is_ok(), "{span:?}");
     }
     // Each served acquire waited for its creation: exactly that long.
-    for acquired in events("acquired") {
+    for acquired in events(&seen, "acquired") {
         assert_eq!(acquired.level, Level::DEBUG);
         assert_eq!(acquired.fields["wait_us"], "30000");
     }
     // The timed-out one waited the wait timeout (paused time: exactly).
-    let timeout = events("acquire failed");
+    let timeout = events(&seen, "acquire failed");
     let timeout = (timeout.iter())
         .find(|e| e.fields["error"] == "wait_timeout")
         .expect("the wait timeout reported");
@@ -314,25 +317,25 @@ async fn acquire_create_close_and_failures_are_traced_and_measured() {
         timeout.fields["cause"].contains("wait_timeout"),
         "{timeout:?}"
     );
-    assert_eq!(events("acquired").len(), 2);
-    let closed = (events("acquire failed").into_iter())
+    assert_eq!(events(&seen, "acquired").len(), 2);
+    let closed = (events(&seen, "acquire failed").into_iter())
         .find(|e| e.fields["error"] == "closed")
         .expect("the acquire after close reported");
     assert_eq!(closed.level, Level::DEBUG);
 
     // Each creation has its span, without a parent, and the factory's own
     // event happens inside it.
-    for span in seen.iter().filter(|s| s.span && s.name == "create") {
+    for span in named(&seen, true, "create") {
         assert_eq!(span.parent, None, "{span:?}");
         assert_eq!(span.level, Level::DEBUG);
     }
-    let created = events("created");
+    let created = events(&seen, "created");
     assert_eq!(created.len(), 2);
     for created in &created {
         assert_eq!(created.level, Level::DEBUG);
         assert_eq!(created.fields["duration_us"], "30000");
     }
-    let create_failed = events("create failed");
+    let create_failed = events(&seen, "create failed");
     assert_eq!(create_failed.len(), 1);
     assert_eq!(create_failed[0].level, Level::WARN);
     assert_eq!(create_failed[0].fields["outcome"], "error");
@@ -341,7 +344,7 @@ async fn acquire_create_close_and_failures_are_traced_and_measured() {
         create_failed[0].fields["cause"], "no numbers today",
         "the factory's error, each message once"
     );
-    let create_error = (events("acquire failed").into_iter())
+    let create_error = (events(&seen, "acquire failed").into_iter())
         .find(|e| e.fields["error"] == "create")
         .expect("the failed creation's waiter reported");
     assert_eq!(
@@ -349,14 +352,14 @@ async fn acquire_create_close_and_failures_are_traced_and_measured() {
         "could not create a pool object: no numbers today"
     );
     // The factory's own event happens in the creation's span.
-    let factory_events = events("the factory makes a number");
+    let factory_events = events(&seen, "the factory makes a number");
     assert_eq!(factory_events.len(), 3);
     for event in factory_events {
         assert_eq!(event.parent.as_deref(), Some("create"));
     }
 
     // Closes, with their reasons: the dead one, then the idle one at close.
-    let closing = events("closing");
+    let closing = events(&seen, "closing");
     let reasons: Vec<&str> = closing
         .iter()
         .map(|e| e.fields["reason"].as_str())
@@ -364,8 +367,12 @@ async fn acquire_create_close_and_failures_are_traced_and_measured() {
     assert_eq!(reasons, ["dead", "pool_closed"]);
     assert!(closing.iter().all(|e| e.level == Level::DEBUG));
     assert_eq!(closing[0].fields["object"], "0");
-    assert_eq!(events("pool closed").len(), 1, "closed twice, told once");
-    assert_eq!(events("pool closed")[0].level, Level::INFO);
+    assert_eq!(
+        events(&seen, "pool closed").len(),
+        1,
+        "closed twice, told once"
+    );
+    assert_eq!(events(&seen, "pool closed")[0].level, Level::INFO);
 
     // The same story in metrics.
     let (counters, histograms) = metrics_of("traced-numbers");
@@ -515,34 +522,32 @@ async fn every_outcome_and_reason_is_reported() {
     drop(dead);
 
     let seen = until(NAME, |seen| count(seen, false, "close failed") == 1).await;
-    let events = |name: &str| -> Vec<&Seen> {
-        (seen.iter())
-            .filter(|s| !s.span && s.name == name)
-            .collect()
-    };
-    let outcomes: Vec<&str> = (events("create failed").iter())
+    let outcomes: Vec<&str> = (events(&seen, "create failed").iter())
         .map(|e| e.fields["outcome"].as_str())
         .collect();
     // The undisplayable error's events are lost: their formatting panicked
     // (and was caught). Its metrics are not (below).
     assert_eq!(outcomes, ["timeout", "panic"]);
-    assert_eq!(events("create failed")[0].fields["duration_us"], "1000000");
-    let kinds: Vec<&str> = (events("acquire failed").iter())
+    assert_eq!(
+        events(&seen, "create failed")[0].fields["duration_us"],
+        "1000000"
+    );
+    let kinds: Vec<&str> = (events(&seen, "acquire failed").iter())
         .map(|e| e.fields["error"].as_str())
         .collect();
     assert_eq!(kinds, ["create_timeout", "create_panicked"]);
-    let cancelled = events("acquire cancelled");
+    let cancelled = events(&seen, "acquire cancelled");
     assert_eq!(cancelled.len(), 1);
     assert_eq!(cancelled[0].level, Level::DEBUG);
     assert_eq!(cancelled[0].fields["wait_us"], "10000");
-    let reasons: Vec<&str> = (events("closing").iter())
+    let reasons: Vec<&str> = (events(&seen, "closing").iter())
         .map(|e| e.fields["reason"].as_str())
         .collect();
     assert_eq!(
         reasons,
         ["shrunk", "retain", "idle_timeout", "max_lifetime", "dead"]
     );
-    let close_failed = events("close failed");
+    let close_failed = events(&seen, "close failed");
     assert_eq!(close_failed[0].level, Level::WARN);
     assert_eq!(close_failed[0].fields["cause"], "the factory panicked");
 
