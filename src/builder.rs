@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::ConfigError;
-use crate::machine::Limits;
-use crate::{Factory, Pool, Runtime};
+use crate::machine::{Limits, PoolState};
+use crate::pool::State;
+use crate::{Factory, Pool, Runtime, SharedPool};
 
 /// Gathers the settings of a [`Pool`]; [`build`](Builder::build) checks them.
 ///
@@ -152,7 +153,28 @@ impl<F: Factory, R: Runtime> Builder<F, R> {
     /// A runtime that cannot run tasks ([`Runtime::can_run_tasks`]) is
     /// refused with [`ConfigError::NoRuntime`]: on it, no creation, close or
     /// upkeep would ever run.
-    pub fn build(mut self) -> Result<Pool<F, R>, ConfigError> {
+    pub fn build(self) -> Result<Pool<F, R>, ConfigError> {
+        self.build_with(PoolState::new)
+    }
+
+    /// Checks the settings and makes a shared pool, which lends each object
+    /// to up to `max_leases` borrowers at once (see [`SharedPool`]). Every
+    /// other setting means what it means for [`build`](Self::build):
+    /// `max_size` counts objects, not borrowers.
+    ///
+    /// A `max_leases` of 0 is refused with [`ConfigError::ZeroMaxLeases`].
+    pub fn build_shared(self, max_leases: usize) -> Result<SharedPool<F, R>, ConfigError>
+    where
+        F::Object: Clone,
+    {
+        let pool = self.build_with(|limits| PoolState::shared(limits, max_leases))?;
+        Ok(SharedPool::new(pool, max_leases))
+    }
+
+    fn build_with(
+        mut self,
+        machine: impl FnOnce(Limits) -> Result<State<F>, ConfigError>,
+    ) -> Result<Pool<F, R>, ConfigError> {
         if let Some(max_creating) = self.max_creating {
             self.limits.max_creating = max_creating;
         }
@@ -168,7 +190,7 @@ impl<F: Factory, R: Runtime> Builder<F, R> {
         Pool::from_parts(
             self.factory,
             self.runtime,
-            self.limits,
+            machine(self.limits)?,
             self.timing,
             self.name,
         )

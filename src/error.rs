@@ -70,6 +70,9 @@ pub enum ConfigError {
     /// `max_creating` was 0: no object could ever be created.
     #[error("max_creating must be at least 1, got 0")]
     ZeroMaxCreating,
+    /// `max_leases` was 0: a shared object must take at least one borrower.
+    #[error("max_leases must be at least 1, got 0")]
+    ZeroMaxLeases,
     /// `min_idle` above `max_size` could never be met.
     #[error("min_idle ({min_idle}) must not exceed max_size ({max_size})")]
     MinIdleAboveMaxSize {

@@ -31,6 +31,7 @@ pub mod observe;
 mod pool;
 mod pooled;
 mod runtime;
+mod shared;
 mod sync;
 
 pub use builder::{Builder, DEFAULT_MAX_SIZE, DEFAULT_NAME};
@@ -40,6 +41,7 @@ pub use machine::{Counters, ObjectMeta, Status};
 pub use pool::Pool;
 pub use pooled::Pooled;
 pub use runtime::Runtime;
+pub use shared::{Lease, SharedPool};
 
 /// The README's snippets, compiled and run as doctests, so that each
 /// compiles exactly as pasted.

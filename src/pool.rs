@@ -29,8 +29,8 @@ use futures::future::{Either, join_all, select};
 use crate::builder::Timing;
 use crate::error::{CloseErrors, ConfigError, PoolError, TimeoutKind};
 use crate::machine::{
-    Acquire, Action, Checkout, Counters, CreateTicket, Failure, Limits, ObjectMeta, PoolState,
-    Status, WaitPoll, WaiterId,
+    Acquire, Action, Checkout, Counters, CreateTicket, Failure, ObjectMeta, PoolState, Status,
+    WaitPoll, WaiterId,
 };
 use crate::observe::{CreateOutcome, Observer, Stopwatch};
 #[cfg(not(loom))]
@@ -54,7 +54,7 @@ enum CloseFailure<E> {
     Panicked(Box<dyn Any + Send>),
 }
 
-type State<F> =
+pub(crate) type State<F> =
     PoolState<<F as Factory>::Object, CreateFailure<<F as Factory>::Error>, Option<Waker>>;
 type Actions<F> = Drained<Action<<F as Factory>::Object, Option<Waker>>>;
 
@@ -159,10 +159,11 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
     pub(crate) fn from_parts(
         factory: F,
         runtime: R,
-        limits: Limits,
+        machine: State<F>,
         timing: Timing,
         name: std::sync::Arc<str>,
     ) -> Result<Self, ConfigError> {
+        let limits = machine.limits();
         let upkeep_tick = [
             limits.idle_timeout,
             limits.max_lifetime,
@@ -178,7 +179,6 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
             || limits.max_lifetime.is_some()
             || timing.idle_check_interval.is_some();
         let clock_on_acquire = limits.max_lifetime.is_some();
-        let machine = PoolState::new(limits)?;
         if !runtime.can_run_tasks() {
             return Err(ConfigError::NoRuntime);
         }

@@ -42,11 +42,11 @@ use wtpool::{ConfigError, Factory, Pool, PoolError, Pooled, Status, TimeoutKind}
 use wtpool_webtransport::echo::{EchoServer, EchoServerOptions, StreamEnds};
 use wtpool_webtransport::{
     ABANDONED_STREAM_CODE, ClientEndpoint, ClientOptions, ConnectionPool, DEFAULT_CREATE_TIMEOUT,
-    DEFAULT_MAX_CREATING, ServerCertificate, SessionFactory, SessionPool, Stream, StreamPool,
-    WebTransportError, client_endpoint,
+    DEFAULT_MAX_CREATING, ServerCertificate, SessionFactory, SessionPool, SharedSessionPool,
+    Stream, StreamPool, WebTransportError, client_endpoint,
 };
 use wtransport::tls::Sha256Digest;
-use wtransport::{Connection, Identity, VarInt};
+use wtransport::{Connection, Identity, RecvStream, SendStream, VarInt};
 
 use harness::{TestRuntime, within};
 
@@ -225,6 +225,12 @@ fn dead_url() -> Url {
 async fn echo_on(session: &Connection, message: &[u8]) {
     let opening = session.open_bi().await.expect("open a stream");
     let (mut send, mut recv) = opening.await.expect("the stream opens");
+    echo_over(&mut send, &mut recv, message).await;
+}
+
+/// Sends `message` on `send`, finishes, and checks that the whole echo
+/// comes back on `recv`.
+async fn echo_over(send: &mut SendStream, recv: &mut RecvStream, message: &[u8]) {
     send.write_all(message).await.expect("write");
     send.finish().await.expect("finish");
     let mut back = Vec::new();
@@ -1836,9 +1842,186 @@ async fn streams_the_peer_ends_while_idle_leave_the_pool<R: TestRuntime>() {
     }
 }
 
+// ----- shared sessions -----
+
+type SharedSessions<R> = SharedSessionPool<R>;
+
+/// A shared pool of `max_sessions` x `max_leases` to the echo server.
+fn shared_pool<R: TestRuntime>(
+    server: &EchoServer,
+    max_sessions: usize,
+    max_leases: usize,
+) -> SharedSessions<R> {
+    SharedSessionPool::<R>::builder(
+        endpoint::<R>(server.certificate_hash()),
+        server.url(),
+        max_sessions,
+        max_leases,
+    )
+    .expect("a valid URL")
+    .options(|o| o.create_timeout(CREATE_TIMEOUT))
+    .build()
+    .expect("a valid pool")
+}
+
+/// One request on a stream of the shared pool: `message` out, its echo back.
+async fn shared_request<R: TestRuntime>(pool: &SharedSessions<R>, message: &[u8]) -> u64 {
+    let stream = pool.open_bi().await.expect("a stream on a shared session");
+    let (mut send, mut recv, lease) = stream.into_parts();
+    echo_over(&mut send, &mut recv, message).await;
+    lease.stable_id() as u64
+}
+
+/// 1,000 borrowers, each one request on a stream of its own, on at most 4
+/// sessions of 16: no session ever has more than 16 borrowers, the pool
+/// never more than 4 sessions, no lease is lost, and only 4 handshakes.
+async fn shared_sessions_carry_a_thousand_borrowers<R: TestRuntime>() {
+    let server = start_server();
+    let pool = shared_pool::<R>(&server, 4, 16);
+    let per_session = std::sync::Mutex::new(std::collections::HashMap::<usize, usize>::new());
+    let most = AtomicUsize::new(0);
+    let borrower = |n: usize| {
+        let (pool, per_session, most) = (&pool, &per_session, &most);
+        async move {
+            let lease = pool.acquire().await.expect("a lease");
+            let id = lease.stable_id();
+            {
+                let mut counts = per_session.lock().unwrap();
+                let count = counts.entry(id).or_default();
+                *count += 1;
+                most.fetch_max(*count, Ordering::SeqCst);
+            }
+            echo_on(&lease, format!("borrower {n}").as_bytes()).await;
+            *per_session.lock().unwrap().get_mut(&id).unwrap() -= 1;
+        }
+    };
+    let mut most_sessions = 0;
+    while_sampling::<R, _>(join_all((0..1000).map(borrower)), || {
+        let status = checked(pool.status());
+        assert!(status.leases <= 4 * 16, "{status:?}");
+        most_sessions = most_sessions.max(status.size);
+    })
+    .await;
+    let most = most.load(Ordering::SeqCst);
+    assert!(most <= 16, "{most} borrowers on one session");
+    assert!(most_sessions <= 4);
+    let status = checked(pool.status());
+    assert_eq!((status.leases, status.in_use, status.waiting), (0, 0, 0));
+    assert!(
+        server.sessions_accepted() <= 4,
+        "{} handshakes",
+        server.sessions_accepted()
+    );
+    assert_eq!(pool.counters().checkouts, 1000);
+    // The same through `open_bi`, each stream holding its session's lease.
+    let messages: Vec<_> = (0..200).map(|n| format!("request {n}")).collect();
+    let ids = join_all(messages.iter().map(|m| shared_request(&pool, m.as_bytes()))).await;
+    assert!(ids.iter().collect::<HashSet<_>>().len() <= 4);
+    assert_eq!(checked(pool.status()).leases, 0);
+}
+
+/// The server closes the one session while 16 borrowers hold it: it takes
+/// no new lease, the next borrowers go to a new session, and its slot is
+/// freed when the last of the 16 leases comes back.
+async fn a_shared_session_the_server_closes_takes_no_new_lease<R: TestRuntime>() {
+    let server = start_server();
+    let pool = shared_pool::<R>(&server, 2, 16);
+    let leases = join_all((0..16).map(|_| pool.acquire())).await;
+    let leases: Vec<_> = leases.into_iter().map(|l| l.expect("a lease")).collect();
+    let old = leases[0].stable_id();
+    assert!(
+        leases.iter().all(|l| l.stable_id() == old),
+        "one session for 16"
+    );
+    let status = checked(pool.status());
+    assert_eq!((status.size, status.in_use, status.leases), (1, 1, 16));
+    assert_eq!(server.sessions_accepted(), 1);
+
+    server.close_sessions();
+    within::<R, _>(PATIENCE, leases[0].closed())
+        .await
+        .expect("the client hears that the server closed the session");
+    // The next borrower goes to a new session; the dead one keeps its slot
+    // while its leases are out.
+    let id = shared_request(&pool, b"after the close").await;
+    assert_ne!(id, old as u64, "a lease on the closed session");
+    let status = checked(pool.status());
+    assert_eq!(
+        (status.size, status.idle, status.in_use, status.leases),
+        (2, 1, 1, 16)
+    );
+    drop(leases);
+    let status = checked(pool.status());
+    assert_eq!((status.size, status.idle, status.leases), (1, 1, 0));
+    wait_until::<R>("the dead session is closed", || pool.counters().closed == 1).await;
+}
+
+/// A shared acquire dropped at each of its await points loses nothing:
+/// queued behind full sessions, while its session is being made, and
+/// after a lease was handed to it unseen.
+async fn shared_acquire_cancelled_anywhere_loses_nothing<R: TestRuntime>() {
+    let server = start_server();
+    let pool = shared_pool::<R>(&server, 1, 2);
+    // While the session is being made: the creation goes on, the session idles.
+    {
+        let mut acquire = pin!(pool.acquire());
+        assert!(futures::poll!(acquire.as_mut()).is_pending());
+        assert_eq!(checked(pool.status()).creating, 1);
+    }
+    wait_until::<R>("the session made for nobody idles", || {
+        checked(pool.status()).idle == 1
+    })
+    .await;
+    let a = pool.acquire().await.expect("a lease");
+    let b = pool
+        .acquire()
+        .await
+        .expect("a second lease on the same session");
+    assert_eq!(a.stable_id(), b.stable_id());
+    // Queued behind the full session, then dropped.
+    {
+        let mut acquire = pin!(pool.acquire());
+        assert!(futures::poll!(acquire.as_mut()).is_pending());
+        assert_eq!(checked(pool.status()).waiting, 1);
+    }
+    assert_eq!(checked(pool.status()).waiting, 0);
+    // Served a lease given back, then dropped before it looked: the lease
+    // goes to the next waiter.
+    let mut first = Box::pin(pool.acquire());
+    assert!(futures::poll!(first.as_mut()).is_pending());
+    let mut second = Box::pin(pool.acquire());
+    assert!(futures::poll!(second.as_mut()).is_pending());
+    drop(a);
+    assert_eq!(
+        checked(pool.status()).leases,
+        2,
+        "handed to the first waiter"
+    );
+    drop(first);
+    let second = second.await.expect("the lease the first waiter left");
+    drop((b, second));
+    let status = checked(pool.status());
+    assert_eq!(
+        (status.size, status.idle, status.leases, status.waiting),
+        (1, 1, 0, 0)
+    );
+    // Through `open_bi` as well: dropped while queued.
+    let held = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+    {
+        let mut open = pin!(pool.open_bi());
+        assert!(futures::poll!(open.as_mut()).is_pending());
+    }
+    drop(held);
+    assert_eq!(checked(pool.status()).leases, 0);
+    shared_request(&pool, b"still serving").await;
+}
+
 // ----- the tests, on both runtimes -----
 
 scenarios!(
+    shared_sessions_carry_a_thousand_borrowers,
+    a_shared_session_the_server_closes_takes_no_new_lease,
+    shared_acquire_cancelled_anywhere_loses_nothing,
     session_pool_reuses_the_session,
     connection_pool_reuses_the_connection,
     capacity_is_kept_and_waiters_are_served,

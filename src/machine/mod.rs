@@ -30,22 +30,44 @@
 //! object cannot be returned twice and a waiter cannot be cancelled twice. A
 //! token of another `PoolState` is refused with [`Foreign`], which gives it back.
 //!
+//! # Exclusive and shared pools
+//!
+//! [`PoolState::new`] makes an exclusive pool: an object is handed out to
+//! one borrower at a time, who owns it until it is given back.
+//! [`PoolState::shared`] makes a shared pool: an object is lent to up to
+//! `max_leases` borrowers at once, each holding a clone (a handle) of it,
+//! and the machine keeps the object itself in its lease table until the
+//! last lease comes back (see `leases.rs`). An object with no lease out is
+//! idle, as in an exclusive pool. A borrower goes to an idle object first,
+//! then to the lent object with the fewest leases: spreading the load over
+//! the objects there are, while a new one is made only when all are full.
+//! A lent object found dead or past `max_lifetime` is *retired*: it takes
+//! no new lease and leaves the pool with its last one.
+//!
 //! # Invariants
 //!
-//! `size` is `idle + in_use + creating`. After every input:
+//! `size` is `idle + in_use + creating`, where `in_use` counts objects (lent
+//! ones once, however many leases they have). After every input:
 //!
 //! 1. **Capacity**: `size <= max_size`, or a [`resize`](PoolState::resize)
 //!    shrank the pool below `size`; then no object is pooled or created while
 //!    `size > max_size`, so the idle list is empty. `creating <= max_creating`.
-//! 2. **Direct hand-off**: while a waiter is queued, the idle list is empty (a
-//!    free object goes to the oldest waiter, never to a newcomer).
+//! 2. **Direct hand-off**: while a waiter is queued, the idle list is empty
+//!    and no lent object has room for another lease (a free object, or a
+//!    free lease, goes to the oldest waiter, never to a newcomer).
 //! 3. **No stall**: the machine has started every creation it may: queued
-//!    waiters and the `min_idle` target are covered by creations in flight,
-//!    unless capacity, `max_creating` or the refill back-off forbids more.
-//! 4. **Closed**: once closed, nothing is idle and no waiter is queued.
+//!    waiters (`max_leases` per creation) and the `min_idle` target are
+//!    covered by creations in flight, unless capacity, `max_creating` or the
+//!    refill back-off forbids more.
+//! 4. **Closed**: once closed, nothing is idle, no waiter is queued and
+//!    every lent object is retired.
 //! 5. **Queue**: the waiter registry's links and counts agree.
 //! 6. **Objects**: every idle object has a distinct id and was last used no
 //!    earlier than it was created.
+//! 7. **Leases**: every lent object has between 1 and `max_leases` leases
+//!    out (held by borrowers or served waiters); they add up to
+//!    `Status::leases`; the lent objects are `in_use`; the least-loaded index
+//!    holds exactly the lent objects that are not retired and not full.
 //!
 //! [`check_invariants`](PoolState::check_invariants) checks all of them; the
 //! tests and the fuzz target call it after every step.
@@ -54,11 +76,14 @@
 //!
 //! `acquire`, `release`, `poll_waiter`, `cancel_waiter`, `handle_created` and
 //! `handle_create_failed` are O(1) amortised in the number of idle objects and of
-//! waiters (a dead or expired idle object is skipped once and never again).
+//! waiters (a dead or expired idle object is skipped once and never again); in
+//! a shared pool, O(log n) in the number of lent objects for each lease taken
+//! or given back (a retired object is skipped once and never again).
 //! `handle_timeout` reaps idle-timed-out objects in O(1) each; the max-lifetime
 //! sweep is O(idle) and runs only when the earliest lifetime deadline of an
 //! idle object has passed. `retain` and `evict_dead` are O(idle).
 
+mod leases;
 mod waiters;
 
 use std::collections::VecDeque;
@@ -66,6 +91,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::ConfigError;
+use leases::{Leases, Lent, Retired};
 use waiters::{Key, Taken, Waiters};
 
 /// The first pause before a failed background refill (for `min_idle`) is tried again.
@@ -184,9 +210,12 @@ pub struct ObjectMeta {
 /// [`release`](PoolState::release), or take it out with [`detach`](PoolState::detach).
 #[derive(Debug)]
 pub struct Checkout<T> {
+    /// The object itself (exclusive pool), or a handle on it (shared pool).
     object: T,
     meta: ObjectMeta,
     pool: PoolId,
+    /// In a shared pool, the lent object this is a lease on.
+    lease: Option<usize>,
 }
 
 impl<T> Checkout<T> {
@@ -200,9 +229,16 @@ impl<T> Checkout<T> {
         &mut self.object
     }
 
-    /// What the pool knows of the object.
+    /// What the pool knows of the object (as it was when this checkout was
+    /// handed out).
     pub fn meta(&self) -> &ObjectMeta {
         &self.meta
+    }
+
+    /// Whether this is a shared lease: the object is a handle on one that
+    /// other borrowers may hold at the same time.
+    pub fn is_shared(&self) -> bool {
+        self.lease.is_some()
     }
 }
 
@@ -344,7 +380,7 @@ pub enum Action<T, W> {
 /// let a = pool.acquire().await?;
 /// let b = pool.acquire().await?;
 /// drop(b); // back to the idle list
-/// let expected = Status { max_size: 4, size: 2, idle: 1, in_use: 1, ..Status::default() };
+/// let expected = Status { max_size: 4, size: 2, idle: 1, in_use: 1, leases: 1, ..Status::default() };
 /// assert_eq!(pool.status(), expected);
 ///
 /// drop(a);
@@ -362,6 +398,9 @@ pub struct Status {
     pub idle: usize,
     /// Objects handed out (a served waiter that has not collected its object counts here).
     pub in_use: usize,
+    /// Leases out: `in_use` in an exclusive pool; in a shared pool, the
+    /// borrowers of the `in_use` objects.
+    pub leases: usize,
     /// Creations in flight.
     pub creating: usize,
     /// Waiters queued.
@@ -465,7 +504,10 @@ pub struct PoolState<T, E, W> {
     /// Least recently used at the front; checkout takes from the back (LIFO),
     /// so cold objects gather at the front, where the idle reaper looks.
     idle: VecDeque<Idle<T>>,
+    /// Objects handed out (in a shared pool, `leases.objects()`).
     in_use: usize,
+    /// In a shared pool, the objects lent and their leases.
+    leases: Option<Leases<T>>,
     creating: usize,
     waiters: Waiters<W, Result<Checkout<T>, Failure<E>>>,
     closed: bool,
@@ -492,12 +534,33 @@ impl<T, E, W> PoolState<T, E, W> {
     /// A new, empty pool. With `min_idle > 0` it asks at once for the
     /// creations that fill it ([`Action::Create`]).
     pub fn new(limits: Limits) -> Result<Self, ConfigError> {
+        Self::with_leases(limits, None)
+    }
+
+    /// A new, empty shared pool: each object is lent to up to `max_leases`
+    /// borrowers at once, each holding a clone of it (a handle, such as an
+    /// `Arc` or a connection handle), and a borrower goes to the live object
+    /// with the fewest leases. A new object is created only when every live
+    /// one is full, and for `n` queued waiters only `ceil(n / max_leases)`
+    /// creations start.
+    pub fn shared(limits: Limits, max_leases: usize) -> Result<Self, ConfigError>
+    where
+        T: Clone,
+    {
+        if max_leases == 0 {
+            return Err(ConfigError::ZeroMaxLeases);
+        }
+        Self::with_leases(limits, Some(Leases::new(max_leases, T::clone)))
+    }
+
+    fn with_leases(limits: Limits, leases: Option<Leases<T>>) -> Result<Self, ConfigError> {
         limits.validate()?;
         let mut state = PoolState {
             id: PoolId::fresh(),
             limits,
             idle: VecDeque::new(),
             in_use: 0,
+            leases,
             creating: 0,
             waiters: Waiters::new(),
             closed: false,
@@ -517,6 +580,11 @@ impl<T, E, W> PoolState<T, E, W> {
         &self.limits
     }
 
+    /// Most borrowers of one object at once: 1 in an exclusive pool.
+    pub fn max_leases(&self) -> usize {
+        self.leases.as_ref().map_or(1, Leases::max)
+    }
+
     /// Objects held: idle, in use and being created.
     pub fn size(&self) -> usize {
         self.idle.len() + self.in_use + self.creating
@@ -529,6 +597,7 @@ impl<T, E, W> PoolState<T, E, W> {
             size: self.size(),
             idle: self.idle.len(),
             in_use: self.in_use,
+            leases: self.leases.as_ref().map_or(self.in_use, Leases::total),
             creating: self.creating,
             waiting: self.waiters.waiting(),
             closed: self.closed,
@@ -551,9 +620,13 @@ impl<T, E, W> PoolState<T, E, W> {
     ///
     /// When nobody is queued, idle objects are tried most recently used first:
     /// one past `max_lifetime`, or one that `is_alive` finds dead, is closed
-    /// (its slot freed) and the next one tried. Otherwise the caller is queued behind the
-    /// waiters already there, with `payload()` to be woken with, and creations
-    /// start if capacity allows.
+    /// (its slot freed) and the next one tried. In a shared pool, once no idle
+    /// object is left, the lent object with the fewest leases and room for
+    /// one more is tried next: one dead or past `max_lifetime` is retired (it
+    /// takes no new lease, and is closed when its last lease comes back) and
+    /// the next one tried. Otherwise the caller is queued behind the waiters
+    /// already there, with `payload()` to be woken with, and creations start
+    /// if capacity allows.
     pub fn acquire(
         &mut self,
         now: Instant,
@@ -563,26 +636,49 @@ impl<T, E, W> PoolState<T, E, W> {
         if self.closed {
             return Acquire::Closed;
         }
-        // Invariant 2: with waiters queued the idle list is empty, so this
-        // only runs when nobody is ahead of the caller.
+        if let Some(checkout) = self.take_ready(now, &mut is_alive) {
+            // Taking an idle object (or closing dead ones) may leave
+            // `min_idle` short: start the refill now (invariant 3).
+            self.start_creations();
+            return Acquire::Ready(self.hand_out(checkout));
+        }
+        let key = self.waiters.push(payload());
+        self.start_creations();
+        Acquire::Queued(WaiterId { key, pool: self.id })
+    }
+
+    /// A live object for a caller with nobody queued ahead (invariant 2:
+    /// while a waiter is queued, nothing is ready): an idle one, most
+    /// recently used first, else a lease on the least loaded lent one.
+    fn take_ready(
+        &mut self,
+        now: Instant,
+        is_alive: &mut impl FnMut(&mut T) -> bool,
+    ) -> Option<Checkout<T>> {
         while let Some(Idle { mut object, meta }) = self.idle.pop_back() {
             let reason = if self.outlived(&meta, now) {
                 CloseReason::MaxLifetime
             } else if !is_alive(&mut object) {
                 CloseReason::Dead
             } else {
-                self.in_use += 1;
-                let checkout = self.checkout(object, meta);
-                // Taking an idle object (or closing dead ones) may leave
-                // `min_idle` short: start the refill now (invariant 3).
-                self.start_creations();
-                return Acquire::Ready(self.hand_out(checkout));
+                return Some(self.lend(object, meta));
             };
             self.close_object(object, meta, reason);
         }
-        let key = self.waiters.push(payload());
-        self.start_creations();
-        Acquire::Queued(WaiterId { key, pool: self.id })
+        let max_lifetime = self.limits.max_lifetime;
+        let leases = self.leases.as_mut()?;
+        while let Some(key) = leases.least_loaded() {
+            let lent = leases.get_mut(key);
+            let reason = if outlived(max_lifetime, &lent.meta, now) {
+                CloseReason::MaxLifetime
+            } else if !is_alive(&mut lent.object) {
+                CloseReason::Dead
+            } else {
+                return Some(self.lease_on(key));
+            };
+            leases.retire(key, Retired::Close(reason));
+        }
+        None
     }
 
     /// Asks a queued waiter whether it has been served. `update` may change its
@@ -621,17 +717,9 @@ impl<T, E, W> PoolState<T, E, W> {
             return Err(Foreign(waiter));
         }
         match self.waiters.take(waiter.key) {
-            Some(Taken::Served(Ok(checkout))) => {
-                self.in_use -= 1;
-                // Given back now, as a borrower would: its `last_used` is now,
-                // so the idle list stays least recently used first.
-                let meta = ObjectMeta {
-                    last_used: now,
-                    ..checkout.meta
-                };
-                self.put_back(checkout.object, meta, now);
-                self.start_creations();
-            }
+            // Given back now, as a borrower would: its `last_used` is now,
+            // so the idle list stays least recently used first.
+            Some(Taken::Served(Ok(checkout))) => self.give_back(checkout, now, true),
             // A waiter that leaves may leave a creation without a taker: it
             // then goes to the idle list (or the next newcomer).
             Some(Taken::Waiting(_)) | Some(Taken::Served(Err(_))) | None => {}
@@ -651,27 +739,65 @@ impl<T, E, W> PoolState<T, E, W> {
         if checkout.pool != self.id {
             return Err(Foreign(checkout));
         }
-        self.in_use -= 1;
-        let Checkout {
-            object, mut meta, ..
-        } = checkout;
-        meta.last_used = now;
-        if alive {
-            self.put_back(object, meta, now);
-        } else {
-            self.close_object(object, meta, CloseReason::Dead);
-        }
-        self.start_creations();
+        self.give_back(checkout, now, alive);
         Ok(())
     }
 
-    /// Takes an object out of the pool for good; its slot is freed.
+    /// [`release`](Self::release), once the token is checked.
+    fn give_back(&mut self, checkout: Checkout<T>, now: Instant, alive: bool) {
+        let Checkout {
+            object,
+            mut meta,
+            lease,
+            ..
+        } = checkout;
+        match lease {
+            // The borrower's handle is dropped; the lent object stays.
+            Some(key) => {
+                let dead = (!alive).then_some(Retired::Close(CloseReason::Dead));
+                self.return_lease(key, now, dead);
+            }
+            None => {
+                self.in_use -= 1;
+                meta.last_used = now;
+                if alive {
+                    self.put_back(object, meta, now);
+                } else {
+                    self.close_object(object, meta, CloseReason::Dead);
+                }
+            }
+        }
+        self.start_creations();
+    }
+
+    /// Takes an object out of the pool for good; its slot is freed. In a
+    /// shared pool, the borrower keeps its handle and the object takes no new
+    /// lease; its slot is freed when the last lease comes back, and the pool
+    /// does not close it.
     pub fn detach(&mut self, checkout: Checkout<T>) -> Result<T, Foreign<Checkout<T>>> {
         if checkout.pool != self.id {
             return Err(Foreign(checkout));
         }
-        self.in_use -= 1;
-        self.counters.detached += 1;
+        match checkout.lease {
+            Some(key) => {
+                let leases = self.leases.as_mut().expect("a lease is of a shared pool");
+                leases.retire(key, Retired::Detached);
+                if let Some(Lent {
+                    object,
+                    meta,
+                    retired,
+                    ..
+                }) = leases.give_back(key)
+                {
+                    self.in_use -= 1;
+                    self.leave_retired(object, meta, retired.expect("retired above"));
+                }
+            }
+            None => {
+                self.in_use -= 1;
+                self.counters.detached += 1;
+            }
+        }
         self.start_creations();
         Ok(checkout.object)
     }
@@ -717,7 +843,9 @@ impl<T, E, W> PoolState<T, E, W> {
         }
         self.creating -= 1;
         self.counters.create_failed += 1;
-        let undelivered = if self.waiters.waiting() > self.creating {
+        // Each creation in flight serves up to `max_leases` waiters.
+        let covered = self.creating.saturating_mul(self.max_leases());
+        let undelivered = if self.waiters.waiting() > covered {
             match self.waiters.serve_oldest(Err(Failure::Create(error))) {
                 Ok(payload) => self.actions.push_back(Action::Wake(payload)),
                 Err(_) => unreachable!("a waiter is queued"),
@@ -781,6 +909,9 @@ impl<T, E, W> PoolState<T, E, W> {
         }
         while let Some(Idle { object, meta }) = self.idle.pop_front() {
             self.close_object(object, meta, CloseReason::PoolClosed);
+        }
+        if let Some(leases) = &mut self.leases {
+            leases.retire_all(Retired::Close(CloseReason::PoolClosed));
         }
         self.next_lifetime_sweep = None;
     }
@@ -872,9 +1003,7 @@ impl<T, E, W> PoolState<T, E, W> {
     /// idle object that is wanted is better handed out than closed; the
     /// reaper in `handle_timeout` closes the ones nobody wants.)
     fn outlived(&self, meta: &ObjectMeta, now: Instant) -> bool {
-        self.limits
-            .max_lifetime
-            .is_some_and(|l| now.saturating_duration_since(meta.created_at) >= l)
+        outlived(self.limits.max_lifetime, meta, now)
     }
 
     /// Counts a checkout as its borrower collects it.
@@ -911,14 +1040,91 @@ impl<T, E, W> PoolState<T, E, W> {
             self.push_idle(object, meta);
             return;
         }
-        let checkout = self.checkout(object, meta);
-        match self.waiters.serve_oldest(Ok(checkout)) {
-            Ok(payload) => {
-                self.in_use += 1;
-                self.actions.push_back(Action::Wake(payload));
+        let checkout = self.lend(object, meta);
+        let lease = checkout.lease;
+        self.serve_oldest(checkout);
+        if let Some(key) = lease {
+            self.serve_on(key);
+        }
+    }
+
+    /// Hands out an object counted nowhere yet (idle, fresh or given back):
+    /// the object itself, or in a shared pool its first lease.
+    fn lend(&mut self, object: T, meta: ObjectMeta) -> Checkout<T> {
+        self.in_use += 1;
+        match &mut self.leases {
+            None => self.checkout(object, meta),
+            Some(leases) => {
+                let key = leases.insert(object, meta);
+                self.lease_on(key)
             }
-            Err(Ok(checkout)) => self.push_idle(checkout.object, checkout.meta),
-            Err(Err(_)) => unreachable!("the outcome given back is the one given"),
+        }
+    }
+
+    /// One more lease on the lent object at `key`, which has room.
+    fn lease_on(&mut self, key: usize) -> Checkout<T> {
+        let leases = self.leases.as_mut().expect("a lease is of a shared pool");
+        let (object, meta) = leases.lease(key);
+        Checkout {
+            object,
+            meta,
+            pool: self.id,
+            lease: Some(key),
+        }
+    }
+
+    /// Serves the oldest waiter, who is queued, with `checkout`.
+    fn serve_oldest(&mut self, checkout: Checkout<T>) {
+        match self.waiters.serve_oldest(Ok(checkout)) {
+            Ok(payload) => self.actions.push_back(Action::Wake(payload)),
+            Err(_) => unreachable!("a waiter is queued"),
+        }
+    }
+
+    /// Serves queued waiters with leases on the lent object at `key` while it
+    /// has room (invariant 2).
+    fn serve_on(&mut self, key: usize) {
+        while self.waiters.waiting() > 0 && self.leases.as_ref().is_some_and(|l| l.has_room(key)) {
+            let checkout = self.lease_on(key);
+            self.serve_oldest(checkout);
+        }
+    }
+
+    /// A lease on the lent object at `key` came back at `now`; `retire`, if
+    /// any, retires the object first (so does `max_lifetime`). A still-lent
+    /// object may serve the oldest waiter; the last lease's return takes the
+    /// object back to the idle list, or out of the pool if it was retired.
+    fn return_lease(&mut self, key: usize, now: Instant, retire: Option<Retired>) {
+        let max_lifetime = self.limits.max_lifetime;
+        let leases = self.leases.as_mut().expect("a lease is of a shared pool");
+        let lent = leases.get_mut(key);
+        lent.meta.last_used = now;
+        let expired = outlived(max_lifetime, &lent.meta, now);
+        if let Some(why) = retire.or(expired.then_some(Retired::Close(CloseReason::MaxLifetime))) {
+            leases.retire(key, why);
+        }
+        match leases.give_back(key) {
+            None => self.serve_on(key),
+            Some(Lent {
+                object,
+                meta,
+                retired,
+                ..
+            }) => {
+                self.in_use -= 1;
+                match retired {
+                    None => self.put_back(object, meta, now),
+                    Some(why) => self.leave_retired(object, meta, why),
+                }
+            }
+        }
+    }
+
+    /// A retired object whose last lease came back leaves the pool.
+    fn leave_retired(&mut self, object: T, meta: ObjectMeta, why: Retired) {
+        match why {
+            Retired::Close(reason) => self.close_object(object, meta, reason),
+            Retired::Detached => self.counters.detached += 1,
         }
     }
 
@@ -937,6 +1143,7 @@ impl<T, E, W> PoolState<T, E, W> {
             object,
             meta,
             pool: self.id,
+            lease: None,
         }
     }
 
@@ -949,15 +1156,16 @@ impl<T, E, W> PoolState<T, E, W> {
         });
     }
 
-    /// How many creations should be in flight: one per queued waiter, plus
-    /// what the idle list lacks of `min_idle` (unless the refill is paused).
+    /// How many creations should be in flight: one per `max_leases` queued
+    /// waiters (rounded up), plus what the idle list lacks of `min_idle`
+    /// (unless the refill is paused).
     fn creations_wanted(&self) -> usize {
         let refill = if self.refill_paused_until.is_some() {
             0
         } else {
             self.limits.min_idle.saturating_sub(self.idle.len())
         };
-        self.waiters.waiting() + refill
+        self.waiters.waiting().div_ceil(self.max_leases()) + refill
     }
 
     /// Whether one more creation may and should start (invariant 3 is `!self.may_create()`).
@@ -1000,6 +1208,19 @@ impl<T, E, W> PoolState<T, E, W> {
             return Err(format!("closed but still holding: {status:?}"));
         }
         self.waiters.check()?;
+        if let Some(leases) = &self.leases {
+            leases.check()?;
+            if leases.objects() != self.in_use {
+                return Err(format!(
+                    "{} objects lent, {} counted in use",
+                    leases.objects(),
+                    self.in_use
+                ));
+            }
+            if leases.least_loaded().is_some() && (status.waiting > 0 || self.closed) {
+                return Err(format!("a lent object takes leases while {status:?}"));
+            }
+        }
         let mut ids = std::collections::HashSet::new();
         for Idle { meta, .. } in &self.idle {
             if !ids.insert(meta.id) {
@@ -1030,6 +1251,11 @@ impl<T, E, W> PoolState<T, E, W> {
             Waiters::<W, Result<Checkout<T>, Failure<E>>>::bytes_per_waiter(),
         )
     }
+}
+
+/// Whether an object is past `max_lifetime` at `now`.
+fn outlived(max_lifetime: Option<Duration>, meta: &ObjectMeta, now: Instant) -> bool {
+    max_lifetime.is_some_and(|l| now.saturating_duration_since(meta.created_at) >= l)
 }
 
 #[cfg(test)]

@@ -567,3 +567,303 @@ fn ten_thousand_waiters_cancel_from_the_middle() {
         "waiter 1 was cancelled"
     );
 }
+
+// ----- shared leases -----
+
+/// A shared pool of `max_size` objects with `k` leases each.
+fn shared(max_size: usize, k: usize) -> State {
+    State::shared(Limits::new(max_size), k).unwrap()
+}
+
+fn wakes(actions: &[Action<u32, u32>]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Wake(_)))
+        .count()
+}
+
+#[test]
+fn zero_leases_is_a_config_error() {
+    assert_eq!(
+        State::shared(Limits::new(1), 0).unwrap_err(),
+        ConfigError::ZeroMaxLeases
+    );
+    assert_eq!(shared(1, 4).max_leases(), 4);
+    assert_eq!(State::new(Limits::new(1)).unwrap().max_leases(), 1);
+}
+
+#[test]
+fn one_creation_serves_k_waiters_and_n_waiters_start_ceil_n_over_k() {
+    let now = t0();
+    let mut s = shared(10, 3);
+    let mut waiters = Vec::new();
+    let mut tickets_seen = Vec::new();
+    for n in 1..=7 {
+        waiters.push(queued(s.acquire(now, |_| true, || n)));
+        tickets_seen.extend(tickets(drain(&mut s)));
+        assert_eq!(tickets_seen.len(), n.div_ceil(3) as usize, "{n} waiters");
+    }
+    let mut tickets_seen = tickets_seen.into_iter();
+    s.handle_created(tickets_seen.next().unwrap(), 10, now)
+        .unwrap();
+    assert_eq!(wakes(&drain(&mut s)), 3, "the first object serves three");
+    let status = s.status();
+    assert_eq!((status.in_use, status.leases, status.waiting), (1, 3, 4));
+    let first: Vec<_> = waiters
+        .drain(..3)
+        .map(|w| served(&mut s, w).unwrap())
+        .collect();
+    assert!(first.iter().all(|c| *c.object() == 10 && c.is_shared()));
+    // Each lease is a checkout of the same object, counted in its meta.
+    let counts: Vec<_> = first.iter().map(|c| c.meta().checkouts).collect();
+    assert_eq!(counts, [1, 2, 3]);
+    assert_eq!(s.counters().reused, 2);
+}
+
+#[test]
+fn a_borrower_goes_to_the_least_loaded_object() {
+    let now = t0();
+    let mut s = shared(2, 3);
+    let waiters: Vec<_> = (0..4)
+        .map(|n| queued(s.acquire(now, |_| true, || n)))
+        .collect();
+    let mut t = tickets(drain(&mut s)).into_iter();
+    s.handle_created(t.next().unwrap(), 10, now).unwrap();
+    s.handle_created(t.next().unwrap(), 20, now).unwrap();
+    drain(&mut s);
+    let mut held: Vec<_> = waiters
+        .into_iter()
+        .map(|w| served(&mut s, w).unwrap())
+        .collect();
+    let objects: Vec<_> = held.iter().map(|c| *c.object()).collect();
+    assert_eq!(objects, [10, 10, 10, 20]);
+    // 10 has three leases (full), 20 one: 20 takes the next two.
+    assert_eq!(*ready(s.acquire(now, |_| true, || 9)).object(), 20);
+    s.release(held.remove(0), now, true).unwrap(); // 10: two leases, 20: two
+    drain(&mut s);
+    held.push(ready(s.acquire(now, |_| true, || 9)));
+    held.push(ready(s.acquire(now, |_| true, || 9)));
+    let mut last_two: Vec<_> = held[held.len() - 2..].iter().map(|c| *c.object()).collect();
+    last_two.sort();
+    assert_eq!(last_two, [10, 20], "one each, the least loaded first");
+    // Both full now (3 + 3 leases, max_size 2): the next one queues, and no
+    // creation starts.
+    let w = queued(s.acquire(now, |_| true, || 9));
+    assert!(tickets(drain(&mut s)).is_empty());
+    assert_eq!(s.status().leases, 6);
+    // A lease given back goes to the waiter at once, on the same object.
+    let back = held.pop().unwrap();
+    let object = *back.object();
+    s.release(back, now, true).unwrap();
+    assert_eq!(wakes(&drain(&mut s)), 1);
+    assert_eq!(*served(&mut s, w).unwrap().object(), object);
+}
+
+#[test]
+fn the_last_lease_back_makes_the_object_idle() {
+    let now = t0();
+    let mut s = shared(1, 2);
+    let w = queued(s.acquire(now, |_| true, || 0));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_created(t, 10, now).unwrap();
+    drain(&mut s);
+    let a = served(&mut s, w).unwrap();
+    let b = ready(s.acquire(now, |_| true, || 0));
+    s.release(a, now + Duration::from_secs(1), true).unwrap();
+    assert_eq!(s.status().idle, 0, "one lease is still out");
+    s.release(b, now + Duration::from_secs(2), true).unwrap();
+    drain(&mut s);
+    let status = s.status();
+    assert_eq!((status.idle, status.in_use, status.leases), (1, 0, 0));
+    // Its `last_used` is when the last lease came back.
+    let again = ready(s.acquire(now, |_| true, || 0));
+    assert_eq!(again.meta().last_used, now + Duration::from_secs(2));
+}
+
+#[test]
+fn a_dead_lent_object_takes_no_new_lease_and_closes_with_its_last() {
+    let now = t0();
+    let mut s = shared(2, 4);
+    let w = queued(s.acquire(now, |_| true, || 0));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_created(t, 10, now).unwrap();
+    drain(&mut s);
+    let a = served(&mut s, w).unwrap();
+    let b = ready(s.acquire(now, |_| true, || 0));
+    // The check at acquire finds it dead: retired, and the caller waits for a new one.
+    let w = queued(s.acquire(now, |_| false, || 1));
+    let t = tickets(drain(&mut s))
+        .pop()
+        .expect("a creation for the caller");
+    assert_eq!(s.status().size, 2, "the dead one keeps its slot while lent");
+    s.handle_created(t, 20, now).unwrap();
+    drain(&mut s);
+    assert_eq!(*served(&mut s, w).unwrap().object(), 20);
+    // Later borrowers all go to 20.
+    assert_eq!(*ready(s.acquire(now, |_| true, || 0)).object(), 20);
+    s.release(a, now, true).unwrap();
+    assert!(drain(&mut s).is_empty(), "a lease is still out");
+    s.release(b, now, true).unwrap();
+    let closed: Vec<_> = drain(&mut s)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Close { object, reason, .. } => Some((object, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, [(10, CloseReason::Dead)]);
+    assert_eq!(s.status().size, 1);
+}
+
+#[test]
+fn a_lease_given_back_dead_retires_its_object() {
+    let now = t0();
+    let mut s = shared(1, 2);
+    let w = queued(s.acquire(now, |_| true, || 0));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_created(t, 10, now).unwrap();
+    drain(&mut s);
+    let a = served(&mut s, w).unwrap();
+    let b = ready(s.acquire(now, |_| true, || 0));
+    s.release(a, now, false).unwrap();
+    // Retired: the newcomer queues (the pool is at its size) rather than share it.
+    let w = queued(s.acquire(now, |_| true, || 1));
+    assert!(tickets(drain(&mut s)).is_empty());
+    s.release(b, now, true).unwrap();
+    let actions = drain(&mut s);
+    assert!(matches!(
+        actions.first(),
+        Some(Action::Close {
+            reason: CloseReason::Dead,
+            ..
+        })
+    ));
+    // Its slot is free: the waiter's creation starts.
+    let t = tickets(actions).pop().expect("a creation for the waiter");
+    s.handle_created(t, 20, now).unwrap();
+    drain(&mut s);
+    assert_eq!(*served(&mut s, w).unwrap().object(), 20);
+}
+
+#[test]
+fn an_outlived_lent_object_takes_no_new_lease() {
+    let now = t0();
+    let limits = Limits {
+        max_lifetime: Some(Duration::from_secs(10)),
+        ..Limits::new(2)
+    };
+    let mut s = State::shared(limits, 4).unwrap();
+    let w = queued(s.acquire(now, |_| true, || 0));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_created(t, 10, now).unwrap();
+    drain(&mut s);
+    let a = served(&mut s, w).unwrap();
+    let later = now + Duration::from_secs(11);
+    queued(s.acquire(later, |_| true, || 1));
+    assert_eq!(tickets(drain(&mut s)).len(), 1);
+    s.release(a, later, true).unwrap();
+    let closed = drain(&mut s).into_iter().any(|a| {
+        matches!(
+            a,
+            Action::Close {
+                object: 10,
+                reason: CloseReason::MaxLifetime,
+                ..
+            }
+        )
+    });
+    assert!(closed);
+}
+
+#[test]
+fn close_retires_lent_objects_until_their_last_lease() {
+    let now = t0();
+    let mut s = shared(1, 2);
+    let w = queued(s.acquire(now, |_| true, || 0));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_created(t, 10, now).unwrap();
+    drain(&mut s);
+    let a = served(&mut s, w).unwrap();
+    let b = ready(s.acquire(now, |_| true, || 0));
+    s.close();
+    drain(&mut s);
+    assert!(matches!(s.acquire(now, |_| true, || 0), Acquire::Closed));
+    s.release(a, now, true).unwrap();
+    assert!(drain(&mut s).is_empty());
+    s.release(b, now, true).unwrap();
+    let actions = drain(&mut s);
+    assert!(matches!(
+        actions.as_slice(),
+        [Action::Close {
+            object: 10,
+            reason: CloseReason::PoolClosed,
+            ..
+        }]
+    ));
+    assert_eq!(s.status().size, 0);
+}
+
+#[test]
+fn a_served_shared_waiter_that_leaves_passes_its_lease_on() {
+    let now = t0();
+    let mut s = shared(1, 1);
+    let a = {
+        let w = queued(s.acquire(now, |_| true, || 0));
+        let t = tickets(drain(&mut s)).pop().unwrap();
+        s.handle_created(t, 10, now).unwrap();
+        drain(&mut s);
+        served(&mut s, w).unwrap()
+    };
+    let w1 = queued(s.acquire(now, |_| true, || 1));
+    let w2 = queued(s.acquire(now, |_| true, || 2));
+    s.release(a, now, true).unwrap();
+    drain(&mut s);
+    s.cancel_waiter(w1, now).unwrap(); // served meanwhile: its lease goes on
+    assert_eq!(wakes(&drain(&mut s)), 1);
+    assert_eq!(*served(&mut s, w2).unwrap().object(), 10);
+    assert_eq!(s.status().leases, 1);
+}
+
+#[test]
+fn a_detached_lease_retires_its_object_unclosed() {
+    let now = t0();
+    let mut s = shared(1, 2);
+    let w = queued(s.acquire(now, |_| true, || 0));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_created(t, 10, now).unwrap();
+    drain(&mut s);
+    let a = served(&mut s, w).unwrap();
+    let b = ready(s.acquire(now, |_| true, || 0));
+    assert_eq!(s.detach(a).unwrap(), 10);
+    s.release(b, now, true).unwrap();
+    let actions = drain(&mut s);
+    assert!(actions.iter().all(|a| !matches!(a, Action::Close { .. })));
+    assert_eq!(s.counters().detached, 1);
+    assert_eq!(s.status().size, 0);
+}
+
+#[test]
+fn a_failed_shared_creation_fails_one_waiter_and_tries_again() {
+    let now = t0();
+    let mut s = shared(4, 2);
+    let waiters: Vec<_> = (0..4)
+        .map(|n| queued(s.acquire(now, |_| true, || n)))
+        .collect();
+    let mut t = tickets(drain(&mut s)).into_iter();
+    assert_eq!(t.len(), 2);
+    // Four waiters, one creation left for two: the oldest fails, and a
+    // creation starts for the three left.
+    assert_eq!(
+        s.handle_create_failed(t.next().unwrap(), "refused", now)
+            .unwrap(),
+        None
+    );
+    let actions = drain(&mut s);
+    assert_eq!((wakes(&actions), tickets(actions).len()), (1, 1));
+    let mut waiters = waiters.into_iter();
+    assert_eq!(
+        served(&mut s, waiters.next().unwrap()).unwrap_err(),
+        Failure::Create("refused")
+    );
+    assert_eq!(s.status().creating, 2);
+}

@@ -146,6 +146,10 @@ pub fn checked(status: wtpool::Status) -> wtpool::Status {
         status.waiting == 0 || status.idle == 0,
         "waiters beside idle objects: {status:?}"
     );
+    assert!(
+        status.leases >= status.in_use,
+        "an object in use without a lease: {status:?}"
+    );
     status
 }
 

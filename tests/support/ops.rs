@@ -371,6 +371,7 @@ impl Model {
             size: self.size(),
             idle: self.idle.len(),
             in_use: self.in_use(),
+            leases: self.in_use(),
             creating: self.creating,
             waiting: self.queue.len(),
             closed: self.closed,

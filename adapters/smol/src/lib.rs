@@ -117,6 +117,10 @@ pub type Pool<F> = wtpool::Pool<F, Smol>;
 pub type Pooled<F> = wtpool::Pooled<F, Smol>;
 /// The builder of a [`Pool`] on smol.
 pub type Builder<F> = wtpool::Builder<F, Smol>;
+/// A pool that lends each object to several borrowers at once, on smol.
+pub type SharedPool<F> = wtpool::SharedPool<F, Smol>;
+/// A lease on an object of a [`SharedPool`] on smol.
+pub type Lease<F> = wtpool::Lease<F, Smol>;
 
 /// A pool of WebTransport connections to `https://host:port/path`, with an endpoint of its own.
 pub type ConnectionPool = wtpool_webtransport::ConnectionPool<Smol>;
@@ -124,10 +128,14 @@ pub type ConnectionPool = wtpool_webtransport::ConnectionPool<Smol>;
 pub type SessionPool = wtpool_webtransport::SessionPool<Smol>;
 /// A pool of bidirectional streams on one WebTransport session.
 pub type StreamPool = wtpool_webtransport::StreamPool<Smol>;
+/// A pool of WebTransport sessions to a URL, each shared by several borrowers.
+pub type SharedSessionPool = wtpool_webtransport::SharedSessionPool<Smol>;
+/// A stream opened by [`SharedSessionPool::open_bi`], with its session's lease.
+pub type SharedStream = wtpool_webtransport::SharedStream<Smol>;
 
 pub use wtpool_webtransport::{
-    ClientEndpoint, ClientOptions, ServerCertificate, SessionFactory, Stream, StreamFactory,
-    WebTransportError, echo,
+    ClientEndpoint, ClientOptions, DEFAULT_MAX_LEASES, ServerCertificate, SessionFactory,
+    SharedSessionError, Stream, StreamFactory, WebTransportError, echo,
 };
 pub use {url, wtransport};
 

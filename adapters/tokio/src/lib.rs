@@ -179,6 +179,10 @@ pub type Pool<F> = wtpool::Pool<F, Tokio>;
 pub type Pooled<F> = wtpool::Pooled<F, Tokio>;
 /// The builder of a [`Pool`] on tokio.
 pub type Builder<F> = wtpool::Builder<F, Tokio>;
+/// A pool that lends each object to several borrowers at once, on tokio.
+pub type SharedPool<F> = wtpool::SharedPool<F, Tokio>;
+/// A lease on an object of a [`SharedPool`] on tokio.
+pub type Lease<F> = wtpool::Lease<F, Tokio>;
 
 /// A pool of WebTransport connections to `https://host:port/path`, with an endpoint of its own.
 pub type ConnectionPool = wtpool_webtransport::ConnectionPool<Tokio>;
@@ -186,10 +190,14 @@ pub type ConnectionPool = wtpool_webtransport::ConnectionPool<Tokio>;
 pub type SessionPool = wtpool_webtransport::SessionPool<Tokio>;
 /// A pool of bidirectional streams on one WebTransport session.
 pub type StreamPool = wtpool_webtransport::StreamPool<Tokio>;
+/// A pool of WebTransport sessions to a URL, each shared by several borrowers.
+pub type SharedSessionPool = wtpool_webtransport::SharedSessionPool<Tokio>;
+/// A stream opened by [`SharedSessionPool::open_bi`], with its session's lease.
+pub type SharedStream = wtpool_webtransport::SharedStream<Tokio>;
 
 pub use wtpool_webtransport::{
-    ClientEndpoint, ClientOptions, ServerCertificate, SessionFactory, Stream, StreamFactory,
-    WebTransportError, echo,
+    ClientEndpoint, ClientOptions, DEFAULT_MAX_LEASES, ServerCertificate, SessionFactory,
+    SharedSessionError, Stream, StreamFactory, WebTransportError, echo,
 };
 pub use {url, wtransport};
 

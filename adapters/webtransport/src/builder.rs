@@ -62,15 +62,18 @@ pub const DEFAULT_IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// ```
 pub struct Builder<F: Factory, R: TransportRuntime, P> {
     options: wtpool::Builder<F, R>,
-    finish: fn(wtpool::Pool<F, R>) -> P,
+    /// Builds the engine's pool (exclusive or shared) and wraps it.
+    finish: Box<Finish<F, R, P>>,
 }
+
+type Finish<F, R, P> = dyn FnOnce(wtpool::Builder<F, R>) -> Result<P, wtpool::ConfigError> + Send;
 
 impl<F: Factory, R: TransportRuntime, P> Builder<F, R, P> {
     pub(crate) fn new(
         factory: F,
         name: impl Into<std::sync::Arc<str>>,
         max_size: usize,
-        finish: fn(wtpool::Pool<F, R>) -> P,
+        finish: impl FnOnce(wtpool::Builder<F, R>) -> Result<P, wtpool::ConfigError> + Send + 'static,
     ) -> Self {
         let options = wtpool::Builder::new(factory, R::default())
             .name(name)
@@ -78,7 +81,10 @@ impl<F: Factory, R: TransportRuntime, P> Builder<F, R, P> {
             .max_creating(DEFAULT_MAX_CREATING)
             .create_timeout(DEFAULT_CREATE_TIMEOUT)
             .idle_check_interval(DEFAULT_IDLE_CHECK_INTERVAL);
-        Builder { options, finish }
+        Builder {
+            options,
+            finish: Box::new(finish),
+        }
     }
 
     /// Changes the engine's options: `configure` gets the [`wtpool::Builder`].
@@ -99,6 +105,6 @@ impl<F: Factory, R: TransportRuntime, P> Builder<F, R, P> {
 
     /// Checks the settings and makes the pool.
     pub fn build(self) -> Result<P, WebTransportError> {
-        Ok((self.finish)(self.options.build()?))
+        Ok((self.finish)(self.options)?)
     }
 }

@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | [`ConnectionPool`] | sessions ([`wtransport::Connection`]) | a `ClientConfig` and host, port, path: it owns its endpoint |
 //! | [`SessionPool`] | sessions ([`wtransport::Connection`]) | a client endpoint the caller owns and may share, and a URL |
+//! | [`SharedSessionPool`] | sessions, each lent to up to `max_leases` borrowers at once | a client endpoint and a URL |
 //! | [`StreamPool`] | bidirectional streams ([`Stream`]) | one session |
 //!
 //! wtransport needs a tokio runtime for its I/O; [`TransportRuntime`] says
@@ -26,6 +27,7 @@ pub mod echo;
 mod error;
 mod io;
 mod session;
+mod shared;
 mod stream;
 
 pub use builder::{
@@ -39,6 +41,10 @@ pub use io::TransportRuntime;
 pub use session::{
     ClientEndpoint, ConnectionPool, ConnectionPoolBuilder, SessionFactory, SessionPool,
     SessionPoolBuilder, client_endpoint,
+};
+pub use shared::{
+    DEFAULT_MAX_LEASES, SessionLease, SharedSessionError, SharedSessionPool,
+    SharedSessionPoolBuilder, SharedStream,
 };
 pub use stream::{ABANDONED_STREAM_CODE, Stream, StreamFactory, StreamPool, StreamPoolBuilder};
 

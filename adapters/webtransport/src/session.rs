@@ -138,7 +138,7 @@ pub struct SessionFactory {
 }
 
 impl SessionFactory {
-    fn new<R: TransportRuntime>(
+    pub(crate) fn new<R: TransportRuntime>(
         endpoint: ClientEndpoint,
         url: Url,
     ) -> Result<Self, WebTransportError> {
@@ -238,7 +238,7 @@ fn check_url(url: &Url) -> Result<(), WebTransportError> {
 /// The name a session or connection pool gets by default, and what its
 /// events say of its URL: scheme, host, port and path, without credentials,
 /// query or fragment, which must not reach logs and metric labels.
-fn public_part(url: &Url) -> String {
+pub(crate) fn public_part(url: &Url) -> String {
     let mut public = url.clone();
     // Infallible for an https URL with a host (checked before).
     let _ = public.set_username("");
@@ -295,8 +295,10 @@ impl<R: TransportRuntime> SessionPool<R> {
     ) -> Result<SessionPoolBuilder<R>, WebTransportError> {
         let name = public_part(&url);
         let factory = SessionFactory::new::<R>(client.into(), url)?;
-        Ok(Builder::new(factory, name, max_size, |pool| SessionPool {
-            pool,
+        Ok(Builder::new(factory, name, max_size, |options| {
+            Ok(SessionPool {
+                pool: options.build()?,
+            })
         }))
     }
 }
@@ -369,8 +371,10 @@ impl<R: TransportRuntime> ConnectionPool<R> {
             .map_err(WebTransportError::Endpoint)?;
         let name = public_part(&url);
         let factory = SessionFactory::new::<R>(Arc::new(endpoint).into(), url)?;
-        Ok(Builder::new(factory, name, max_size, |pool| {
-            ConnectionPool { pool }
+        Ok(Builder::new(factory, name, max_size, |options| {
+            Ok(ConnectionPool {
+                pool: options.build()?,
+            })
         }))
     }
 }

@@ -611,12 +611,9 @@ impl<R: TransportRuntime> StreamPool<R> {
 
     /// A builder, to change the engine's options before the pool is made.
     pub fn builder(session: Connection, max_size: usize) -> StreamPoolBuilder<R> {
-        Builder::new(
-            StreamFactory { session },
-            "streams",
-            max_size,
-            Self::watching,
-        )
+        Builder::new(StreamFactory { session }, "streams", max_size, |options| {
+            Ok(Self::watching(options.build()?))
+        })
     }
 
     /// Wraps the pool, with a task that empties it when the session dies.

@@ -1,0 +1,187 @@
+//! The lease table of a shared pool: the objects lent to at least one
+//! borrower, how many leases each has out, and which of them take more,
+//! least loaded first.
+//!
+//! An object with no lease out is not here: it is in the machine's idle
+//! list, as in an exclusive pool. An object enters the table with its first
+//! lease and leaves it with its last. Each borrower holds a clone of the
+//! object (`share`), so the table keeps the original for the next borrower.
+//!
+//! Costs: a lease, a return and the least-loaded look-up are O(log n) in the
+//! number of lent objects (one `BTreeSet` update each); retiring is O(log n).
+
+use std::collections::BTreeSet;
+
+use slab::Slab;
+
+use super::{CloseReason, ObjectMeta};
+
+/// Why a lent object takes no new leases. It leaves the pool when its last
+/// lease comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retired {
+    /// To be closed, for this reason.
+    Close(CloseReason),
+    /// A borrower took it out of the pool ([`detach`](super::PoolState::detach)):
+    /// it is dropped, not closed.
+    Detached,
+}
+
+/// One lent object.
+pub(crate) struct Lent<T> {
+    pub(crate) object: T,
+    pub(crate) meta: ObjectMeta,
+    /// Leases out, held by borrowers or by served waiters: at least 1 (0
+    /// only between `insert` and the first `lease`).
+    pub(crate) leases: usize,
+    /// `None` while it takes new leases.
+    pub(crate) retired: Option<Retired>,
+}
+
+/// The lent objects of a shared pool.
+pub(crate) struct Leases<T> {
+    /// Most leases on one object at once.
+    max: usize,
+    /// Makes a borrower's handle on an object.
+    share: fn(&T) -> T,
+    lent: Slab<Lent<T>>,
+    /// The lent objects that take new leases (not retired, fewer than `max`
+    /// leases out) as `(leases, key)`: the first is the least loaded.
+    room: BTreeSet<(usize, usize)>,
+    /// Leases out in all.
+    total: usize,
+}
+
+impl<T> Leases<T> {
+    pub(crate) fn new(max: usize, share: fn(&T) -> T) -> Self {
+        Leases {
+            max,
+            share,
+            lent: Slab::new(),
+            room: BTreeSet::new(),
+            total: 0,
+        }
+    }
+
+    /// Most leases on one object at once.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Objects lent.
+    pub(crate) fn objects(&self) -> usize {
+        self.lent.len()
+    }
+
+    /// Leases out in all.
+    pub(crate) fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The lent object with the fewest leases that takes one more.
+    pub(crate) fn least_loaded(&self) -> Option<usize> {
+        self.room.first().map(|&(_, key)| key)
+    }
+
+    /// Whether the object at `key` takes one more lease.
+    pub(crate) fn has_room(&self, key: usize) -> bool {
+        let lent = &self.lent[key];
+        lent.retired.is_none() && lent.leases < self.max
+    }
+
+    pub(crate) fn get_mut(&mut self, key: usize) -> &mut Lent<T> {
+        &mut self.lent[key]
+    }
+
+    /// Adds an object with no lease yet; `lease` it next.
+    pub(crate) fn insert(&mut self, object: T, meta: ObjectMeta) -> usize {
+        let key = self.lent.insert(Lent {
+            object,
+            meta,
+            leases: 0,
+            retired: None,
+        });
+        self.room.insert((0, key));
+        key
+    }
+
+    /// One more lease on the object at `key` (which must have room): a
+    /// handle on it and what the pool knew of it before this lease.
+    pub(crate) fn lease(&mut self, key: usize) -> (T, ObjectMeta) {
+        debug_assert!(self.has_room(key), "a lease on a full or retired object");
+        let lent = &mut self.lent[key];
+        let before = lent.meta;
+        lent.meta.checkouts += 1;
+        let handle = (self.share)(&lent.object);
+        let leases = lent.leases + 1;
+        self.set_leases(key, leases);
+        (handle, before)
+    }
+
+    /// A lease on the object at `key` came back. Its last one takes it out
+    /// of the table, and it is returned.
+    pub(crate) fn give_back(&mut self, key: usize) -> Option<Lent<T>> {
+        let leases = self.lent[key].leases - 1;
+        self.set_leases(key, leases);
+        if leases > 0 {
+            return None;
+        }
+        self.room.remove(&(0, key));
+        Some(self.lent.remove(key))
+    }
+
+    /// The object at `key` takes no new lease from now on. A second
+    /// retirement keeps the first reason.
+    pub(crate) fn retire(&mut self, key: usize, why: Retired) {
+        let lent = &mut self.lent[key];
+        self.room.remove(&(lent.leases, key));
+        lent.retired.get_or_insert(why);
+    }
+
+    /// Retires every lent object (the pool is closing).
+    pub(crate) fn retire_all(&mut self, why: Retired) {
+        self.room.clear();
+        for (_, lent) in &mut self.lent {
+            lent.retired.get_or_insert(why);
+        }
+    }
+
+    /// Sets the lease count of `key`, keeping `total` and `room` in step.
+    fn set_leases(&mut self, key: usize, leases: usize) {
+        let lent = &mut self.lent[key];
+        self.total = self.total + leases - lent.leases;
+        let had_room = self.room.remove(&(lent.leases, key));
+        debug_assert_eq!(had_room, lent.retired.is_none() && lent.leases < self.max);
+        lent.leases = leases;
+        if lent.retired.is_none() && leases < self.max {
+            self.room.insert((leases, key));
+        }
+    }
+
+    /// Checks the table: every object has between 1 and `max` leases, they
+    /// add up to `total`, and `room` holds exactly the objects that take
+    /// more, each under its current count.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let mut total = 0;
+        let mut room = BTreeSet::new();
+        for (key, lent) in &self.lent {
+            if lent.leases == 0 || lent.leases > self.max {
+                return Err(format!(
+                    "object {} has {} leases (1 to {} allowed)",
+                    lent.meta.id, lent.leases, self.max
+                ));
+            }
+            total += lent.leases;
+            if lent.retired.is_none() && lent.leases < self.max {
+                room.insert((lent.leases, key));
+            }
+        }
+        if total != self.total {
+            return Err(format!("{total} leases out, counted {}", self.total));
+        }
+        if room != self.room {
+            return Err("the least-loaded index disagrees with the lease counts".into());
+        }
+        Ok(())
+    }
+}
