@@ -208,6 +208,18 @@ fn engine_round(rts: &Runtimes, s: &Settings, f: &mut Figures) {
     }
 
     let n = s.iters(1_000_000);
+    let t = rts.run(
+        Kind::Tokio,
+        common::shared_uncontended::<wtpool_tokio::Tokio>(n),
+    );
+    f.record("uncontended-shared/wtpool/tokio", ns_per_op(t, n));
+    let t = rts.run(
+        Kind::Smol,
+        common::shared_uncontended::<wtpool_smol::Smol>(n),
+    );
+    f.record("uncontended-shared/wtpool/smol", ns_per_op(t, n));
+
+    let n = s.iters(1_000_000);
     common::floor_two_threads(n / 10);
     f.record("floor-threads", ns_per_op(common::floor_two_threads(n), n));
     for (peer, kind) in POOLS {
@@ -322,6 +334,9 @@ fn record_sample(f: &mut Figures, key: &str, sample: &Sample) {
         );
     }
     f.record(format!("{key}/errors"), sample.errors as f64);
+    if let Some(connections) = sample.connections {
+        f.record(format!("{key}/connections"), connections as f64);
+    }
     if let Some(error) = &sample.first_error {
         eprintln!("  {key}: {} errors, the first: {error}", sample.errors);
     }
@@ -373,6 +388,28 @@ fn webtransport_round(rts: &Runtimes, target: &Target, s: &Settings, f: &mut Fig
             std::thread::sleep(Duration::from_secs(1));
         }
         settle();
+    }
+    let shared: [(&str, Workload); 3] = [
+        ("wt/shared-floor", |t, n| Box::pin(wt::shared_floor(t, n))),
+        ("wt/shared-exclusive", |t, n| {
+            Box::pin(wt::exclusive_sessions(t, n))
+        }),
+        ("wt/shared-pool", |t, n| Box::pin(wt::shared_sessions(t, n))),
+    ];
+    for (key, workload) in shared {
+        eprintln!("  {key}");
+        let sample = bounded(requests, workload(target.clone(), requests));
+        record_sample(f, key, &sample);
+        settle();
+    }
+    for (key, shared) in [("wt/cold-exclusive", false), ("wt/cold-shared", true)] {
+        eprintln!("  {key}");
+        let sample = bounded(
+            wt::SHARED_TASKS,
+            Box::pin(wt::cold_start(target.clone(), shared)),
+        );
+        record_sample(f, key, &sample);
+        std::thread::sleep(Duration::from_millis(500));
     }
     for (key, capped) in [("wt/burst-uncapped", false), ("wt/burst-capped", true)] {
         eprintln!("  {key}");
@@ -761,6 +798,109 @@ fn print_webtransport(f: &Figures) {
     println!();
 }
 
+fn print_shared_engine(f: &Figures) -> Vec<(String, bool, String)> {
+    println!("Shared leases: one task, acquire + drop, nobody waits (ns)");
+    println!();
+    println!("| runtime | exclusive pool | shared pool (16 leases) | shared / exclusive |");
+    println!("|---|---|---|---|");
+    let mut goals = Vec::new();
+    for kind in [Kind::Tokio, Kind::Smol] {
+        let exclusive = format!("uncontended/{}", label(Peer::Wtpool, kind));
+        let shared = format!("uncontended-shared/{}", label(Peer::Wtpool, kind));
+        let r = f.median(&shared) / f.median(&exclusive);
+        println!(
+            "| {} | {} | {} | {r:.2}x |",
+            format!("{kind:?}").to_lowercase(),
+            f.cell(&exclusive, "ns"),
+            f.cell(&shared, "ns"),
+        );
+        goals.push((
+            format!(
+                "shared acquire + release ≤ 1.2x exclusive, {}",
+                label(Peer::Wtpool, kind)
+            ),
+            r <= 1.2,
+            format!("{r:.2}x"),
+        ));
+    }
+    println!();
+    goals
+}
+
+fn print_shared_sessions(f: &Figures) -> Vec<(String, bool, String)> {
+    println!(
+        "Shared sessions: {} tasks, a new stream per request; cold start = {} tasks released on an empty pool, until the last first reply",
+        wt::SHARED_TASKS,
+        wt::SHARED_TASKS
+    );
+    println!();
+    println!("| workload | req/s | p50 | p99 | errors | QUIC connections | cold start (max) |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, key, cold) in [
+        (
+            format!(
+                "no pool: {} sessions round robin (floor)",
+                wt::SHARED_SESSIONS
+            ),
+            "wt/shared-floor",
+            None,
+        ),
+        (
+            format!("exclusive SessionPool({})", wt::SHARED_TASKS),
+            "wt/shared-exclusive",
+            Some("wt/cold-exclusive"),
+        ),
+        (
+            format!(
+                "SharedSessionPool({} x {})",
+                wt::SHARED_SESSIONS,
+                wt::SHARED_LEASES
+            ),
+            "wt/shared-pool",
+            Some("wt/cold-shared"),
+        ),
+    ] {
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            f.cell(&format!("{key}/rps"), "/s"),
+            f.cell(&format!("{key}/p50"), "us"),
+            f.cell(&format!("{key}/p99"), "us"),
+            f.median(&format!("{key}/errors")),
+            f.median(&format!("{key}/connections")),
+            cold.map_or("".into(), |c| f.cell(&format!("{c}/max"), "us")),
+        );
+    }
+    println!();
+    let rps = |key: &str| f.median(&format!("{key}/rps"));
+    let vs_floor = rps("wt/shared-pool") / rps("wt/shared-floor");
+    let vs_exclusive = rps("wt/shared-pool") / rps("wt/shared-exclusive");
+    let fewer =
+        f.median("wt/shared-exclusive/connections") / f.median("wt/shared-pool/connections");
+    let colder = f.median("wt/cold-exclusive/max") / f.median("wt/cold-shared/max");
+    vec![
+        (
+            "shared sessions ≥ 0.9x the floor's req/s".into(),
+            vs_floor >= 0.9,
+            format!("{vs_floor:.2}x"),
+        ),
+        (
+            "shared sessions ≥ 0.9x the exclusive pool's req/s".into(),
+            vs_exclusive >= 0.9,
+            format!("{vs_exclusive:.2}x"),
+        ),
+        (
+            "shared sessions: 16x fewer QUIC connections".into(),
+            fewer >= 16.0,
+            format!("{fewer:.0}x"),
+        ),
+        (
+            "shared cold start ≥ 5x faster than exclusive".into(),
+            colder >= 5.0,
+            format!("{colder:.1}x"),
+        ),
+    ]
+}
+
 fn engine_goals(f: &Figures) -> Vec<(String, bool, String)> {
     let mut goals = Vec::new();
     for kind in [Kind::Tokio, Kind::Smol] {
@@ -993,8 +1133,12 @@ fn main() {
         goals.extend(print_scaling(&figures));
     }
     print_memory(&memory);
+    if settings.engine {
+        goals.extend(print_shared_engine(&figures));
+    }
     if target.is_some() {
         print_webtransport(&figures);
+        goals.extend(print_shared_sessions(&figures));
     }
     println!("## Goals");
     println!();

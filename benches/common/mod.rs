@@ -247,6 +247,36 @@ impl<R: wtpool::Runtime> Subject for wtpool::Pool<Trivial, R> {
     }
 }
 
+impl<R: wtpool::Runtime> Subject for wtpool::SharedPool<Trivial, R> {
+    async fn cycle<H: Future<Output = ()> + Send>(&self, hold: H) {
+        let lease = self.acquire().await.expect("a lease");
+        black_box(*lease);
+        hold.await;
+        drop(lease);
+    }
+
+    async fn fill(&self, n: usize) {
+        let held = futures::future::join_all((0..n).map(|_| self.acquire())).await;
+        assert!(held.iter().all(Result::is_ok));
+    }
+
+    fn waiting(&self) -> usize {
+        self.status().waiting
+    }
+}
+
+/// One task, lease and drop in a loop on a shared pool (8 objects of 16
+/// leases), after a tenth as many to warm up: the shared counterpart of
+/// [`uncontended`].
+pub async fn shared_uncontended<R: wtpool::Runtime + Default>(iters: u64) -> Duration {
+    let pool = wtpool::Pool::<Trivial, R>::builder(Trivial)
+        .max_size(8)
+        .build_shared(16)
+        .expect("a pool");
+    uncontended(pool.clone(), iters / 10).await;
+    uncontended(pool, iters).await
+}
+
 impl Subject for DeadpoolPool {
     async fn cycle<H: Future<Output = ()> + Send>(&self, hold: H) {
         let object = self.get().await.expect("an object");

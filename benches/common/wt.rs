@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use url::Url;
 use wtpool_tokio::wtransport::tls::Sha256Digest;
 use wtpool_tokio::wtransport::{Connection, RecvStream, SendStream, VarInt};
-use wtpool_tokio::{ClientEndpoint, ClientOptions, SessionPool, StreamPool};
+use wtpool_tokio::{ClientEndpoint, ClientOptions, SessionPool, SharedSessionPool, StreamPool};
 
 /// The longest one request may take before it counts as an error (so that a
 /// lost packet cannot hang the table).
@@ -29,6 +29,8 @@ pub struct Sample {
     pub errors: usize,
     pub elapsed: Duration,
     pub first_error: Option<String>,
+    /// QUIC connections (sessions) opened by the workload, where it counts them.
+    pub connections: Option<usize>,
 }
 
 impl Sample {
@@ -345,3 +347,163 @@ pub async fn cold_burst(target: Target, burst: usize, capped: bool) -> Sample {
 
 /// The cap the capped burst runs with.
 pub const DEFAULT_CAP: usize = wtpool_webtransport::DEFAULT_MAX_CREATING;
+
+// ----- shared sessions (issue 9): 64 tasks, a new stream per request -----
+
+/// Tasks at once in the shared-session workloads.
+pub const SHARED_TASKS: usize = 64;
+/// Sessions of the shared pool and of its floor.
+pub const SHARED_SESSIONS: usize = 4;
+/// Borrowers per session of the shared pool.
+pub const SHARED_LEASES: usize = SHARED_TASKS / SHARED_SESSIONS;
+
+/// `SHARED_SESSIONS` sessions opened beforehand, `SHARED_TASKS` workers
+/// using them round robin, a new stream per request: the floor under a
+/// shared pool.
+pub async fn shared_floor(target: Target, requests: usize) -> Sample {
+    let endpoint = target.endpoint();
+    let mut sessions = Vec::new();
+    for _ in 0..SHARED_SESSIONS {
+        let session = endpoint.connect(target.url.to_string()).await;
+        sessions.push(session.expect("a session"));
+    }
+    let states = (0..SHARED_TASKS)
+        .map(|n| sessions[n % SHARED_SESSIONS].clone())
+        .collect();
+    let message = message();
+    let mut sample = drive(states, requests, move |session: Connection| {
+        let message = message.clone();
+        async move {
+            let result = echo_on_new_stream(&session, &message).await;
+            (session, result)
+        }
+    })
+    .await;
+    for session in sessions {
+        session.close(VarInt::from_u32(0), b"done");
+    }
+    sample.connections = Some(SHARED_SESSIONS);
+    sample
+}
+
+/// An exclusive SessionPool of `SHARED_TASKS` sessions (filled beforehand),
+/// `SHARED_TASKS` workers, a new stream per request on a pooled session.
+pub async fn exclusive_sessions(target: Target, requests: usize) -> Sample {
+    let pool =
+        SessionPool::new(target.endpoint(), target.url.clone(), SHARED_TASKS).expect("a pool");
+    let warm = futures::future::join_all((0..SHARED_TASKS).map(|_| pool.acquire())).await;
+    assert!(warm.iter().all(Result::is_ok), "the pool fills");
+    drop(warm);
+    let message = message();
+    let mut sample = drive(vec![pool.clone(); SHARED_TASKS], requests, move |pool| {
+        let message = message.clone();
+        async move {
+            let result = async {
+                let session = pool.acquire().await.map_err(text)?;
+                echo_on_new_stream(&session, &message).await
+            }
+            .await;
+            (pool, result)
+        }
+    })
+    .await;
+    sample.connections = Some(pool.counters().created as usize);
+    let _ = pool.close().await;
+    sample
+}
+
+/// A shared pool of `SHARED_SESSIONS` x `SHARED_LEASES` (filled
+/// beforehand), `SHARED_TASKS` workers, each request a stream of
+/// `open_bi` (which holds its session's lease while it lives).
+pub async fn shared_sessions(target: Target, requests: usize) -> Sample {
+    let pool = shared_pool(&target);
+    let warm = futures::future::join_all((0..SHARED_TASKS).map(|_| pool.acquire())).await;
+    assert!(warm.iter().all(Result::is_ok), "the pool fills");
+    drop(warm);
+    let message = message();
+    let mut sample = drive(vec![pool.clone(); SHARED_TASKS], requests, move |pool| {
+        let message = message.clone();
+        async move {
+            let result = shared_request(&pool, &message).await;
+            (pool, result)
+        }
+    })
+    .await;
+    sample.connections = Some(pool.counters().created as usize);
+    let _ = pool.close().await;
+    sample
+}
+
+fn shared_pool(target: &Target) -> SharedSessionPool {
+    SharedSessionPool::new(
+        target.endpoint(),
+        target.url.clone(),
+        SHARED_SESSIONS,
+        SHARED_LEASES,
+    )
+    .expect("a pool")
+}
+
+/// One request on a stream of the shared pool.
+async fn shared_request(pool: &SharedSessionPool, message: &[u8]) -> Result<(), String> {
+    let mut stream = pool.open_bi().await.map_err(text)?;
+    stream.send().write_all(message).await.map_err(text)?;
+    stream.send().finish().await.map_err(text)?;
+    let mut echoed = Vec::with_capacity(message.len());
+    let mut chunk = [0u8; 1024];
+    while let Some(n) = stream.recv().read(&mut chunk).await.map_err(text)? {
+        echoed.extend_from_slice(&chunk[..n]);
+    }
+    check(message, &echoed)
+}
+
+/// The cold start: `SHARED_TASKS` tasks released at once on an empty pool
+/// (exclusive of `SHARED_TASKS`, or shared), each making one request;
+/// latency from the release to each task's first reply (the last one is the
+/// cold start).
+pub async fn cold_start(target: Target, shared: bool) -> Sample {
+    let message = message();
+    let start = Instant::now();
+    type Task = tokio::task::JoinHandle<Result<Duration, String>>;
+    let (tasks, connections): (Vec<Task>, Box<dyn Fn() -> usize + Send>) = if shared {
+        let pool = shared_pool(&target);
+        let tasks = (0..SHARED_TASKS)
+            .map(|_| {
+                let (pool, message) = (pool.clone(), message.clone());
+                tokio::spawn(async move {
+                    shared_request(&pool, &message).await?;
+                    Ok(start.elapsed())
+                })
+            })
+            .collect();
+        (tasks, Box::new(move || pool.counters().created as usize))
+    } else {
+        let pool =
+            SessionPool::new(target.endpoint(), target.url.clone(), SHARED_TASKS).expect("a pool");
+        let tasks = (0..SHARED_TASKS)
+            .map(|_| {
+                let (pool, message) = (pool.clone(), message.clone());
+                tokio::spawn(async move {
+                    let session = pool.acquire().await.map_err(text)?;
+                    echo_on_new_stream(&session, &message).await?;
+                    Ok(start.elapsed())
+                })
+            })
+            .collect();
+        (tasks, Box::new(move || pool.counters().created as usize))
+    };
+    let mut sample = Sample::default();
+    for task in tasks {
+        match tokio::time::timeout(3 * REQUEST_TIMEOUT, task).await {
+            Ok(Ok(Ok(latency))) => sample.latencies.push(latency),
+            failed => {
+                sample.errors += 1;
+                sample.first_error.get_or_insert(format!("{failed:?}"));
+            }
+        }
+    }
+    sample.elapsed = start.elapsed();
+    sample.latencies.sort();
+    sample.connections = Some(connections());
+    sample
+}
