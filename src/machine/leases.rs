@@ -31,8 +31,7 @@ pub(crate) enum Retired {
 pub(crate) struct Lent<T> {
     pub(crate) object: T,
     pub(crate) meta: ObjectMeta,
-    /// Leases out, held by borrowers or by served waiters: at least 1 (0
-    /// only between `insert` and the first `lease`).
+    /// Leases out, held by borrowers or by served waiters: at least 1.
     pub(crate) leases: usize,
     /// `None` while it takes new leases.
     pub(crate) retired: Option<Retired>,
@@ -93,16 +92,23 @@ impl<T> Leases<T> {
         &mut self.lent[key]
     }
 
-    /// Adds an object with no lease yet; `lease` it next.
-    pub(crate) fn insert(&mut self, object: T, meta: ObjectMeta) -> usize {
+    /// Adds an object with its first lease: its key, a handle on it, and
+    /// what the pool knew of it before this lease.
+    pub(crate) fn insert(&mut self, object: T, mut meta: ObjectMeta) -> (usize, T, ObjectMeta) {
+        let before = meta;
+        meta.checkouts += 1;
+        let handle = (self.share)(&object);
         let key = self.lent.insert(Lent {
             object,
             meta,
-            leases: 0,
+            leases: 1,
             retired: None,
         });
-        self.room.insert((0, key));
-        key
+        self.total += 1;
+        if self.max > 1 {
+            self.room.insert((1, key));
+        }
+        (key, handle, before)
     }
 
     /// One more lease on the object at `key` (which must have room): a
@@ -121,12 +127,13 @@ impl<T> Leases<T> {
     /// A lease on the object at `key` came back. Its last one takes it out
     /// of the table, and it is returned.
     pub(crate) fn give_back(&mut self, key: usize) -> Option<Lent<T>> {
-        let leases = self.lent[key].leases - 1;
-        self.set_leases(key, leases);
-        if leases > 0 {
+        let leases = self.lent[key].leases;
+        if leases > 1 {
+            self.set_leases(key, leases - 1);
             return None;
         }
-        self.room.remove(&(0, key));
+        self.room.remove(&(1, key));
+        self.total -= 1;
         Some(self.lent.remove(key))
     }
 

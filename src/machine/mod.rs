@@ -1055,8 +1055,13 @@ impl<T, E, W> PoolState<T, E, W> {
         match &mut self.leases {
             None => self.checkout(object, meta),
             Some(leases) => {
-                let key = leases.insert(object, meta);
-                self.lease_on(key)
+                let (key, object, meta) = leases.insert(object, meta);
+                Checkout {
+                    object,
+                    meta,
+                    pool: self.id,
+                    lease: Some(key),
+                }
             }
         }
     }
