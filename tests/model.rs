@@ -16,6 +16,16 @@ use wtpool::machine::{Acquire, Action, CloseReason, Limits, PoolState};
 // Random sequences (proptest)
 // ---------------------------------------------------------------------------
 
+/// Exclusive pools a third of the time; else shared with 1 to 4 leases per
+/// object (1: must act as an exclusive pool, 2 to 4: lent objects filling
+/// up unevenly).
+fn max_leases() -> impl Strategy<Value = Option<usize>> {
+    prop_oneof![
+        1 => Just(None),
+        2 => (1usize..=4).prop_map(Some),
+    ]
+}
+
 fn config() -> impl Strategy<Value = Config> {
     (1usize..=8)
         .prop_flat_map(|max_size| {
@@ -25,15 +35,19 @@ fn config() -> impl Strategy<Value = Config> {
                 0..=max_size,
                 proptest::option::of(1u64..=300),
                 proptest::option::of(1u64..=600),
+                max_leases(),
             )
         })
         .prop_map(
-            |(max_size, max_creating, min_idle, idle_timeout_ms, max_lifetime_ms)| Config {
-                max_size,
-                max_creating,
-                min_idle,
-                idle_timeout_ms,
-                max_lifetime_ms,
+            |(max_size, max_creating, min_idle, idle_timeout_ms, max_lifetime_ms, max_leases)| {
+                Config {
+                    max_size,
+                    max_creating,
+                    min_idle,
+                    idle_timeout_ms,
+                    max_lifetime_ms,
+                    max_leases,
+                }
             },
         )
 }
@@ -122,6 +136,27 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 500,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// A shared pool of one lease per object is an exclusive pool but for
+    /// `Checkout::is_shared`: the same ops give the same events (objects
+    /// handed out, waiters served, closes and their reasons), status and
+    /// counters. Each run is checked against the model too.
+    #[test]
+    fn one_lease_each_acts_exclusive(config in config(), ops in prop::collection::vec(op(), 0..150)) {
+        let exclusive = run(&Config { max_leases: None, ..config.clone() }, &ops);
+        let one_lease = run(&Config { max_leases: Some(1), ..config }, &ops);
+        prop_assert_eq!(&exclusive.events, &one_lease.events);
+        prop_assert_eq!(exclusive.status, one_lease.status);
+        prop_assert_eq!(exclusive.counters, one_lease.counters);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The fuzz target's path on stable: bytes -> (config, ops) -> run
 // ---------------------------------------------------------------------------
@@ -166,16 +201,22 @@ fn bytes_decode_to_valid_configs_and_ops() {
     // The empty input and short inputs decode (to a default config) and run.
     let (config, ops) = ops::from_bytes(&[]).expect("arbitrary fills with zeros");
     assert_eq!((config.max_size, config.min_idle), (1, 0));
+    assert_eq!(config.max_leases, None, "exclusive");
     assert!(ops.is_empty());
-    // Any byte pattern gives limits the machine accepts.
+    // Any byte pattern gives limits the machine accepts, and every kind of
+    // pool comes out: exclusive, and shared with 1 to 4 leases.
     let mut rng = fastrand::Rng::with_seed(7);
+    let mut kinds = std::collections::BTreeMap::new();
     for _ in 0..500 {
         let data: Vec<u8> = (0..16).map(|_| rng.u8(..)).collect();
         let (config, _) = ops::from_bytes(&data).expect("decodes");
         assert!((1..=8).contains(&config.max_size));
         assert!(config.min_idle <= config.max_size);
         assert!(config.limits().validate().is_ok(), "{config:?}");
+        *kinds.entry(config.max_leases).or_insert(0) += 1;
     }
+    let kinds: Vec<Option<usize>> = kinds.into_keys().collect();
+    assert_eq!(kinds, [None, Some(1), Some(2), Some(3), Some(4)]);
 }
 
 // ---------------------------------------------------------------------------
@@ -189,6 +230,15 @@ fn plain(max_size: usize) -> Config {
         min_idle: 0,
         idle_timeout_ms: None,
         max_lifetime_ms: None,
+        max_leases: None,
+    }
+}
+
+/// A shared pool of `max_size` objects with `k` leases each, no other limit.
+fn shared(max_size: usize, k: usize) -> Config {
+    Config {
+        max_leases: Some(k),
+        ..plain(max_size)
     }
 }
 
@@ -553,4 +603,328 @@ fn a_cancelled_waiters_object_is_given_back_now_ops() {
         trace.status.idle, 0,
         "both idle past the timeout are reaped"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Shared pools: hand-written scenarios
+// ---------------------------------------------------------------------------
+
+fn ready(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Ready { uid } => Some(*uid),
+            _ => None,
+        })
+        .collect()
+}
+
+const RELEASE: Op = Op::Release {
+    index: 0,
+    alive: true,
+};
+
+/// Six waiters on two objects of three leases: two creations, each object
+/// serving three waiters in queue order; a seventh waits for a lease, and
+/// a lease given back goes to it on the same object.
+#[test]
+fn two_objects_of_three_leases_serve_six_waiters() {
+    let mut ops = vec![Op::Acquire; 6]; // waiters 0..6: two creations
+    ops.extend([Op::CreateOk(0), Op::CreateOk(0)]); // 0 -> 0, 1, 2; 1 -> 3, 4, 5
+    ops.push(Op::Acquire); // waiter 6: both full, no creation
+    ops.extend([Op::PollWaiter(0); 6]);
+    ops.push(RELEASE); // a lease on object 0 -> waiter 6
+    ops.push(Op::PollWaiter(0));
+    ops.push(Op::Release {
+        index: 3,
+        alive: true,
+    }); // a lease on object 1 (collected by waiter 3)
+    ops.push(Op::Acquire); // object 1, the only one with room
+    let trace = run(&shared(2, 3), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    assert_eq!(trace.counters.create_started, 2, "ceil(6 / 3) creations");
+    assert_eq!(woken(events), (0..7).collect::<Vec<_>>());
+    let objects: Vec<(u32, Outcome)> = [0, 0, 0, 1, 1, 1, 0]
+        .into_iter()
+        .zip(0..)
+        .map(|(uid, w)| (w, Outcome::Obj(uid)))
+        .collect();
+    assert_eq!(collected(events), objects);
+    assert_eq!(ready(events), [1]);
+    let status = trace.status;
+    assert_eq!((status.in_use, status.leases, status.waiting), (2, 6, 0));
+}
+
+/// A borrower goes to the lent object with the fewest leases; between
+/// equally loaded ones, to the one lent first (the lowest key).
+#[test]
+fn a_borrower_goes_to_the_least_loaded_object_first_lent_on_ties() {
+    let mut ops = vec![Op::Acquire; 7]; // three creations
+    ops.extend([Op::CreateOk(0); 3]); // leases 3, 3, 1
+    ops.extend([Op::PollWaiter(0); 7]);
+    ops.extend([RELEASE, RELEASE]); // object 0 down to 1 lease
+    ops.extend([Op::Acquire; 5]); // 0 (tie with 2), 2, 0, 2, then all full
+    let trace = run(&shared(3, 3), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    assert_eq!(ready(events), [0, 2, 0, 2]);
+    assert_eq!(trace.counters.create_started, 3);
+    assert_eq!((trace.status.leases, trace.status.waiting), (9, 1));
+}
+
+/// `n` waiters on a shared pool of `k` leases start `ceil(n / k)` creations.
+#[test]
+fn n_waiters_start_ceil_n_over_k_creations() {
+    for k in 1..=4 {
+        for n in 0..=9 {
+            let trace = run(&shared(8, k), &vec![Op::Acquire; n]);
+            let expected = n.div_ceil(k).min(8) as u64;
+            assert_eq!(
+                trace.counters.create_started, expected,
+                "{n} waiters, {k} leases"
+            );
+        }
+    }
+}
+
+/// A failed creation fails the oldest waiter only if the creations left in
+/// flight cannot serve every waiter (`max_leases` each).
+#[test]
+fn a_failed_shared_creation_fails_a_waiter_only_if_needed() {
+    let config = Config {
+        min_idle: 1,
+        ..shared(4, 2)
+    };
+    let ops = [
+        Op::Acquire,
+        Op::Acquire,
+        Op::Acquire,       // three waiters: two creations, and one for min_idle
+        Op::CreateFail(0), // two left serve four: given back, the refill pauses
+        Op::CreateFail(0), // one left serves two: waiter 0 fails
+        Op::CreateOk(0),   // -> waiters 1 and 2
+        Op::PollWaiter(0),
+        Op::PollWaiter(0),
+        Op::PollWaiter(0),
+    ];
+    let trace = run(&config, &ops);
+    let events = &trace.events[..trace.teardown_from];
+    assert_eq!(
+        collected(events),
+        vec![
+            (0, Outcome::Create("create failed #2".into())),
+            (1, Outcome::Obj(0)),
+            (2, Outcome::Obj(0)),
+        ]
+    );
+    assert!(events.contains(&Event::CreateFailed { delivered: false }));
+    assert!(events.contains(&Event::CreateFailed { delivered: true }));
+    assert_eq!(trace.counters.create_started, 3);
+}
+
+/// A lease given back dead retires its object while another lease is out:
+/// newcomers go elsewhere (here a new object), and the object is closed as
+/// dead with its last lease.
+#[test]
+fn a_dead_lease_retires_its_object_until_the_last_lease() {
+    let ops = [
+        Op::Acquire,
+        Op::Acquire,
+        Op::CreateOk(0), // object 0 -> waiters 0 and 1
+        Op::PollWaiter(0),
+        Op::PollWaiter(0),
+        Op::Release {
+            index: 0,
+            alive: false,
+        }, // retired, one lease still out
+        Op::Acquire,     // waiter 2: object 0 takes no lease, a creation starts
+        Op::CreateOk(0), // object 1 -> waiter 2
+        Op::PollWaiter(0),
+        RELEASE, // the last lease on object 0: closed, dead
+    ];
+    let trace = run(&shared(2, 3), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    assert_eq!(closed(events), [(0, CloseReason::Dead)]);
+    assert_eq!(
+        events.last(),
+        Some(&Event::Closed {
+            uid: 0,
+            reason: CloseReason::Dead
+        })
+    );
+    assert_eq!(collected(events).last(), Some(&(2, Outcome::Obj(1))));
+    assert_eq!((trace.status.in_use, trace.status.leases), (1, 1));
+}
+
+/// A lent object found dead by `is_alive` at acquire is retired: the
+/// caller queues for a new object, and the dead one closes with its last lease.
+#[test]
+fn a_lent_object_found_dead_is_retired() {
+    let ops = [
+        Op::Acquire,
+        Op::CreateOk(0), // object 0 -> waiter 0
+        Op::PollWaiter(0),
+        Op::DeadFlag(0), // object 0 is lent: dead from now on
+        Op::Acquire,     // retired; waiter 1 queues, a creation starts
+        Op::CreateOk(0),
+        RELEASE, // object 0's only lease: closed, dead
+    ];
+    let trace = run(&shared(2, 2), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    assert!(ready(events).is_empty());
+    assert_eq!(closed(events), [(0, CloseReason::Dead)]);
+    assert_eq!(trace.counters.create_started, 2);
+}
+
+/// Closing with leases out: waiters fail, served ones still collect their
+/// lease, and the lent object is closed with its last lease only.
+#[test]
+fn close_with_leases_out_closes_the_object_with_its_last_lease() {
+    let ops = [
+        Op::Acquire,
+        Op::Acquire,
+        Op::Acquire,
+        Op::Acquire,     // waiters 0..4: two creations (3 leases each)
+        Op::CreateOk(0), // object 0 -> waiters 0, 1, 2; waiter 3 waits on the other
+        Op::PollWaiter(0),
+        Op::PollWaiter(0), // waiters 0 and 1 hold leases, 2 is served, not collected
+        Op::Close,         // waiter 3 fails; object 0 retired
+        Op::Acquire,       // closed
+        RELEASE,
+        Op::PollWaiter(0), // waiter 2 collects its lease after the close
+        Op::PollWaiter(0), // waiter 3 failed
+        RELEASE,
+        RELEASE, // the last lease: closed
+    ];
+    let trace = run(&shared(2, 3), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    assert_eq!(closed(events), [(0, CloseReason::PoolClosed)]);
+    assert_eq!(
+        events.last(),
+        Some(&Event::Closed {
+            uid: 0,
+            reason: CloseReason::PoolClosed
+        })
+    );
+    assert!(events.contains(&Event::AcquireClosed));
+    assert_eq!(
+        collected(events)[2..],
+        [(2, Outcome::Obj(0)), (3, Outcome::Closed)]
+    );
+}
+
+/// A served waiter cancelled before it collects its lease passes the lease
+/// on to the oldest waiter, on the same object; no creation replaces it.
+#[test]
+fn a_served_shared_waiter_that_leaves_passes_its_lease_on() {
+    let ops = [
+        Op::Acquire,
+        Op::Acquire,
+        Op::CreateOk(0),     // object 0 -> waiters 0 and 1
+        Op::Acquire,         // waiter 2: full, and no room for a new object
+        Op::CancelWaiter(0), // waiter 0's lease -> waiter 2
+        Op::PollWaiter(0),
+        Op::PollWaiter(0),
+    ];
+    let trace = run(&shared(1, 2), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    assert_eq!(woken(events), [0, 1, 2]);
+    assert_eq!(
+        collected(events),
+        [(1, Outcome::Obj(0)), (2, Outcome::Obj(0))]
+    );
+    assert_eq!(trace.counters.create_started, 1);
+    assert_eq!((trace.status.leases, trace.counters.checkouts), (2, 2));
+}
+
+/// Detaching a lease: the borrower keeps its handle; the object takes no
+/// new lease and leaves with its last one, counted as detached, not
+/// closed, and its slot goes to a new object.
+#[test]
+fn a_detached_lease_takes_its_object_out_with_the_last_lease() {
+    let ops = [
+        Op::Acquire,
+        Op::CreateOk(0), // object 0 -> waiter 0
+        Op::PollWaiter(0),
+        Op::Acquire,   // a second lease on object 0
+        Op::Detach(0), // object 0 retired
+        Op::Acquire,   // waiter 1 queues (size 1 of 1): no creation yet
+        RELEASE,       // the last lease: object 0 leaves, a creation starts
+        Op::CreateOk(0),
+        Op::PollWaiter(0),
+    ];
+    let trace = run(&shared(1, 2), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    assert_eq!(ready(events), [0]);
+    assert!(closed(events).is_empty());
+    assert_eq!(trace.counters.detached, 1);
+    assert_eq!(collected(events).last(), Some(&(1, Outcome::Obj(1))));
+}
+
+// ---------------------------------------------------------------------------
+// Shared pools of one lease: exactly an exclusive pool
+//
+// The two cases below are where the machine and the documented behaviour
+// parted when the model first covered shared pools (see
+// `one_lease_each_acts_exclusive` for the random search).
+// ---------------------------------------------------------------------------
+
+/// Runs `ops` on an exclusive pool and on a shared pool of one lease each,
+/// and checks that they agree (each run is checked against the model).
+fn same_as_exclusive(config: Config, ops: &[Op]) -> ops::Trace {
+    let exclusive = run(&config, ops);
+    let one_lease = run(
+        &Config {
+            max_leases: Some(1),
+            ..config
+        },
+        ops,
+    );
+    assert_eq!(exclusive.events, one_lease.events);
+    assert_eq!(exclusive.status, one_lease.status);
+    assert_eq!(exclusive.counters, one_lease.counters);
+    one_lease
+}
+
+/// A lease detached after `close` leaves the pool detached, not closed:
+/// the pool must not close an object a borrower took out, whatever retired
+/// it first (here the close).
+#[test]
+fn a_lease_detached_after_close_is_not_closed() {
+    let ops = [
+        Op::Acquire,
+        Op::CreateOk(0),
+        Op::PollWaiter(0),
+        Op::Close,
+        Op::Detach(0),
+    ];
+    let trace = same_as_exclusive(plain(1), &ops);
+    assert_eq!((trace.counters.detached, trace.counters.closed), (1, 0));
+    // The same with two leases out: the other one's return does not close it.
+    let ops = [
+        Op::Acquire,
+        Op::Acquire,
+        Op::CreateOk(0),
+        Op::PollWaiter(0),
+        Op::PollWaiter(0),
+        Op::Close,
+        Op::Detach(0),
+        RELEASE,
+    ];
+    let trace = run(&shared(1, 2), &ops);
+    assert_eq!((trace.counters.detached, trace.counters.closed), (1, 0));
+}
+
+/// A lease served to a waiter that leaves before collecting it is not a
+/// checkout: the object's `checkouts` and the `reused` counter do not count
+/// it, as in an exclusive pool.
+#[test]
+fn a_lease_never_collected_is_not_counted() {
+    let ops = [
+        Op::Acquire,
+        Op::CreateOk(0),     // object 0 -> waiter 0
+        Op::Acquire,         // waiter 1
+        Op::CancelWaiter(0), // object 0 -> waiter 1
+        Op::PollWaiter(0),
+    ];
+    let trace = same_as_exclusive(plain(1), &ops);
+    assert_eq!((trace.counters.checkouts, trace.counters.reused), (1, 0));
 }

@@ -2,6 +2,9 @@
 //!
 //! The input decodes to a config and a list of ops (`ops::from_bytes`), which
 //! `ops::run` plays on the machine and the model, checking every step. The
+//! config's first byte also picks the kind of pool: exclusive
+//! (`PoolState::new`) or shared with 1 to 4 leases per object
+//! (`PoolState::shared`), so both go through the same interpreter. The
 //! same function runs on stable in `tests/model.rs`, which also replays
 //! `fuzz/corpus/pool_ops/`.
 //!

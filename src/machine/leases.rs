@@ -93,10 +93,8 @@ impl<T> Leases<T> {
     }
 
     /// Adds an object with its first lease: its key, a handle on it, and
-    /// what the pool knew of it before this lease.
-    pub(crate) fn insert(&mut self, object: T, mut meta: ObjectMeta) -> (usize, T, ObjectMeta) {
-        let before = meta;
-        meta.checkouts += 1;
+    /// what the pool knows of it.
+    pub(crate) fn insert(&mut self, object: T, meta: ObjectMeta) -> (usize, T, ObjectMeta) {
         let handle = (self.share)(&object);
         let key = self.lent.insert(Lent {
             object,
@@ -108,20 +106,27 @@ impl<T> Leases<T> {
         if self.max > 1 {
             self.room.insert((1, key));
         }
-        (key, handle, before)
+        (key, handle, meta)
     }
 
     /// One more lease on the object at `key` (which must have room): a
-    /// handle on it and what the pool knew of it before this lease.
+    /// handle on it and what the pool knows of it.
     pub(crate) fn lease(&mut self, key: usize) -> (T, ObjectMeta) {
         debug_assert!(self.has_room(key), "a lease on a full or retired object");
-        let lent = &mut self.lent[key];
-        let before = lent.meta;
-        lent.meta.checkouts += 1;
-        let handle = (self.share)(&lent.object);
-        let leases = lent.leases + 1;
-        self.set_leases(key, leases);
-        (handle, before)
+        let lent = &self.lent[key];
+        let (handle, meta) = ((self.share)(&lent.object), lent.meta);
+        self.set_leases(key, lent.leases + 1);
+        (handle, meta)
+    }
+
+    /// A borrower collects its lease on the object at `key`: counted as a
+    /// checkout of the object now (a lease served to a waiter that leaves
+    /// without collecting it is not). Returns the object's meta before.
+    pub(crate) fn collect(&mut self, key: usize) -> ObjectMeta {
+        let meta = &mut self.lent[key].meta;
+        let before = *meta;
+        meta.checkouts += 1;
+        before
     }
 
     /// A lease on the object at `key` came back. Its last one takes it out
@@ -138,11 +143,21 @@ impl<T> Leases<T> {
     }
 
     /// The object at `key` takes no new lease from now on. A second
-    /// retirement keeps the first reason.
+    /// retirement keeps the first reason, with two exceptions, so that one
+    /// lease each behaves as an exclusive pool: a detach always wins (a
+    /// borrower owns the object now, and the pool must not close it), and
+    /// a lease given back dead after the pool closed makes it `Dead`.
     pub(crate) fn retire(&mut self, key: usize, why: Retired) {
         let lent = &mut self.lent[key];
         self.room.remove(&(lent.leases, key));
-        lent.retired.get_or_insert(why);
+        let closed = Retired::Close(CloseReason::PoolClosed);
+        let overrides = why == Retired::Detached
+            || (why == Retired::Close(CloseReason::Dead) && lent.retired == Some(closed));
+        if overrides {
+            lent.retired = Some(why);
+        } else {
+            lent.retired.get_or_insert(why);
+        }
     }
 
     /// Retires every lent object (the pool is closing).

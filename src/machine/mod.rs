@@ -1008,6 +1008,10 @@ impl<T, E, W> PoolState<T, E, W> {
 
     /// Counts a checkout as its borrower collects it.
     fn hand_out(&mut self, mut checkout: Checkout<T>) -> Checkout<T> {
+        if let (Some(key), Some(leases)) = (checkout.lease, &mut self.leases) {
+            // The object's meta as it is now, not when the lease was served.
+            checkout.meta = leases.collect(key);
+        }
         self.counters.checkouts += 1;
         if checkout.meta.checkouts > 0 {
             self.counters.reused += 1;
@@ -1096,15 +1100,19 @@ impl<T, E, W> PoolState<T, E, W> {
     }
 
     /// A lease on the lent object at `key` came back at `now`; `retire`, if
-    /// any, retires the object first (so does `max_lifetime`). A still-lent
-    /// object may serve the oldest waiter; the last lease's return takes the
-    /// object back to the idle list, or out of the pool if it was retired.
+    /// any, retires the object first (so does `max_lifetime` while other
+    /// leases are out). A still-lent object may serve the oldest waiter.
+    /// With the last lease, the object leaves the table: retired (other than
+    /// by the pool's close), it leaves the pool for that reason; otherwise it
+    /// is placed as an exclusive pool places an object given back
+    /// (`put_back`: closed if the pool is, over size or too old; else to the
+    /// oldest waiter, or idle).
     fn return_lease(&mut self, key: usize, now: Instant, retire: Option<Retired>) {
         let max_lifetime = self.limits.max_lifetime;
         let leases = self.leases.as_mut().expect("a lease is of a shared pool");
         let lent = leases.get_mut(key);
         lent.meta.last_used = now;
-        let expired = outlived(max_lifetime, &lent.meta, now);
+        let expired = lent.leases > 1 && outlived(max_lifetime, &lent.meta, now);
         if let Some(why) = retire.or(expired.then_some(Retired::Close(CloseReason::MaxLifetime))) {
             leases.retire(key, why);
         }
@@ -1118,7 +1126,9 @@ impl<T, E, W> PoolState<T, E, W> {
             }) => {
                 self.in_use -= 1;
                 match retired {
-                    None => self.put_back(object, meta, now),
+                    None | Some(Retired::Close(CloseReason::PoolClosed)) => {
+                        self.put_back(object, meta, now)
+                    }
                     Some(why) => self.leave_retired(object, meta, why),
                 }
             }

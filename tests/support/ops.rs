@@ -5,15 +5,20 @@
 //! An [`Op`] is one input a driver can give the sans-IO machine
 //! [`PoolState`]. [`run`] plays a list of them on a `PoolState<Obj, String, u32>`
 //! and, beside it, on a small reference [`Model`] written from the documented
-//! behaviour with plain `Vec`/`VecDeque`/`BTreeMap` bookkeeping. After every
-//! step it asserts (panicking with the step and the op on failure):
+//! behaviour with plain `Vec`/`VecDeque`/`BTreeMap` bookkeeping. The pool is
+//! exclusive (`PoolState::new`) or shared with 1 to 4 leases per object
+//! (`PoolState::shared`, see [`Config::max_leases`]). After every step it
+//! asserts (panicking with the step and the op on failure):
 //!
 //! - `check_invariants()` is `Ok`;
-//! - `status()` and `counters()` equal the model's;
+//! - `status()` (`leases` included) and `counters()` equal the model's;
 //! - every return value is the one the model predicts (`Ready` with *this*
-//!   object, `Queued`, `Closed`, `Pending`, the served outcome, the error given
-//!   back by `handle_create_failed`, the count `retain` removed, the
-//!   `ConfigError` of `resize`);
+//!   object and this `ObjectMeta`, `Queued`, `Closed`, `Pending`, the served
+//!   outcome, the error given back by `handle_create_failed`, the count
+//!   `retain` removed, the `ConfigError` of `resize`);
+//! - `is_alive` is asked about exactly the objects the model expects, in
+//!   order: the unexpired idle ones, most recently used first, then (shared
+//!   pool) the unexpired lent ones with room, least loaded first;
 //! - the actions emitted are exactly the predicted ones: the `Wake`s in order,
 //!   the `Close`s in order with the object, its reason and its `ObjectMeta`,
 //!   and the number of `Create`s (invariant 3, "no stall", recomputed by the
@@ -21,25 +26,48 @@
 //! - FIFO: the waiters woken in a step are the oldest ones queued before it,
 //!   in queue order, and only waiters that were queued are ever woken;
 //! - no object is in two places: the objects the driver holds, the ones the
-//!   machine closed or that were detached, and the ones the model has idle or
-//!   parked in a served waiter's slot are disjoint and together are every
-//!   object ever created; no object is closed twice, and the machine never
-//!   drops an object on its own (each `Obj` logs its drop);
+//!   machine closed or that were detached, and the ones the model has idle,
+//!   parked in a served waiter's slot or lent are disjoint and together are
+//!   every object ever created; no object is closed twice, and the machine
+//!   never drops an object on its own (each `Obj` logs its drop), but a
+//!   detached one in a shared pool;
 //! - `poll_timeout()` is never later than the earliest deadline the model
 //!   knows of, and after `handle_timeout(now)` it is `None` or after `now`;
 //! - once closed: nothing goes idle, queued waiters get `Failure::Closed`,
 //!   `acquire` answers `Closed`;
 //! - a token of another pool is given back as `Foreign` and changes nothing.
 //!
+//! In a shared pool the model keeps a lease table: for each lent object, the
+//! leases the driver holds, the served waiters holding one, whether it is
+//! retired (and why), and its key in the machine's slab (which reuses the
+//! most recently freed key first). From it, besides the above:
+//!
+//! - a borrower gets an idle object first, else *the* lent object the model
+//!   predicts: the fewest leases among the live, unretired ones with room,
+//!   ties to the lowest key; a new or freed object serves up to `max_leases`
+//!   of the oldest waiters, a lease given back on an unretired object the
+//!   oldest one; `n` waiters start `ceil(n / max_leases)` creations, and a
+//!   failed creation fails a waiter only if `waiting > creating * max_leases`;
+//! - the checkouts the driver holds, per object, are the leases the model
+//!   says it holds (never more than `max_leases` on one object, none on a
+//!   retired one), each `is_shared()` and holding a clone, not the object;
+//! - a retired object (dead, outlived, closed pool) is closed with the
+//!   right reason when its last lease comes back, and never before; one
+//!   detached is then dropped by the machine and counted as detached, never
+//!   closed (a detach wins over an earlier retirement, as in an exclusive
+//!   pool a detached object is never closed);
+//! - the machine clones exactly one handle per lease taken, and the handles
+//!   alive are the leases out plus the handles detached.
+//!
 //! At the end [`run`] tears the pool down through the same checked steps
 //! (close, finish every creation, collect every waiter, give every object
 //! back), then asserts that every object created was closed exactly once or
-//! detached, and was dropped exactly once.
+//! detached, and was dropped exactly once, and every handle too.
 
 // Each includer uses a different part of this file.
 #![allow(dead_code)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -70,6 +98,11 @@ pub struct Config {
     pub idle_timeout_ms: Option<u64>,
     /// In milliseconds of the virtual clock.
     pub max_lifetime_ms: Option<u64>,
+    /// `None`: an exclusive pool (`PoolState::new`), one borrower per object.
+    /// `Some(k)`, 1..=4: a shared pool (`PoolState::shared(limits, k)`), up to
+    /// `k` leases per object; `Some(1)` must behave as an exclusive pool
+    /// apart from `Checkout::is_shared`.
+    pub max_leases: Option<usize>,
 }
 
 impl Config {
@@ -82,11 +115,33 @@ impl Config {
         limits.max_lifetime = self.max_lifetime_ms.map(Duration::from_millis);
         limits
     }
+
+    /// Most leases on one object: 1 in an exclusive pool.
+    pub fn leases_per_object(&self) -> usize {
+        self.max_leases.unwrap_or(1)
+    }
+
+    /// Whether the pool is built with `PoolState::shared`.
+    pub fn is_shared(&self) -> bool {
+        self.max_leases.is_some()
+    }
+
+    /// A fresh machine for this config.
+    fn pool(&self) -> PoolState<Obj, String, u32> {
+        match self.max_leases {
+            None => PoolState::new(self.limits()),
+            Some(k) => PoolState::shared(self.limits(), k),
+        }
+        .expect("the config is valid")
+    }
 }
 
 /// Raw bytes for a [`Config`]; any value maps to a valid config.
 #[derive(Arbitrary, Debug, Clone)]
 pub struct RawConfig {
+    /// The low 3 bits give `max_size`; the high 5 the kind of pool (kept in
+    /// this byte so that inputs written before shared pools still decode to
+    /// the same limits and ops).
     max_size: u8,
     max_creating: u8,
     min_idle: u8,
@@ -106,6 +161,11 @@ impl From<RawConfig> for Config {
             min_idle: usize::from(raw.min_idle) % (max_size + 1),
             idle_timeout_ms: raw.idle_timeout.map(|t| 1 + u64::from(t) * 4),
             max_lifetime_ms: raw.max_lifetime.map(|t| 1 + u64::from(t) * 8),
+            // A third exclusive, a sixth each shared with 1 to 4 leases.
+            max_leases: match (raw.max_size >> 3) % 6 {
+                0 | 1 => None,
+                n => Some(usize::from(n) - 1),
+            },
         }
     }
 }
@@ -141,7 +201,8 @@ pub enum Op {
     Resize(u8),
     /// `retain` with one of a few predicates.
     Retain(Keep),
-    /// Marks an idle object dead: `is_alive` says false for it from now on.
+    /// Marks an idle or lent object dead: `is_alive` says false for it from
+    /// now on.
     DeadFlag(u8),
     /// `handle_close_failed()`.
     CloseFailed,
@@ -224,15 +285,67 @@ pub fn run_bytes(data: &[u8]) {
 
 /// A pooled object: a unique id, and a log that records its drop, so an object
 /// the machine loses (drops instead of handing it back) is noticed.
+///
+/// A shared pool lends clones of it: a clone is a *handle*, whose making and
+/// drop the log counts apart from the objects themselves (the original stays
+/// in the machine's lease table while handles are out).
 #[derive(Debug)]
 pub struct Obj {
     uid: u64,
-    drops: Rc<RefCell<Vec<u64>>>,
+    /// A clone made for a borrower of a shared pool, not the object itself.
+    handle: bool,
+    log: Rc<Log>,
+}
+
+/// What happened to the `Obj`s of one run.
+#[derive(Debug, Default)]
+pub struct Log {
+    /// Ids of the objects themselves (not handles) dropped, in order.
+    dropped: RefCell<Vec<u64>>,
+    /// Handles on objects of the pool under test made so far.
+    handles_made: Cell<u64>,
+    /// Of those, how many were dropped.
+    handles_dropped: Cell<u64>,
+}
+
+impl Log {
+    /// Ids of objects of the pool under test dropped so far.
+    fn dropped_ours(&self) -> Vec<u64> {
+        let dropped = self.dropped.borrow();
+        dropped
+            .iter()
+            .copied()
+            .filter(|&u| u < FOREIGN_UID)
+            .collect()
+    }
+
+    /// Handles on objects of the pool under test that are alive now.
+    fn handles_alive(&self) -> u64 {
+        self.handles_made.get() - self.handles_dropped.get()
+    }
+}
+
+impl Clone for Obj {
+    fn clone(&self) -> Self {
+        if self.uid < FOREIGN_UID {
+            self.log.handles_made.set(self.log.handles_made.get() + 1);
+        }
+        Obj {
+            uid: self.uid,
+            handle: true,
+            log: self.log.clone(),
+        }
+    }
 }
 
 impl Drop for Obj {
     fn drop(&mut self) {
-        self.drops.borrow_mut().push(self.uid);
+        if !self.handle {
+            self.log.dropped.borrow_mut().push(self.uid);
+        } else if self.uid < FOREIGN_UID {
+            let dropped = &self.log.handles_dropped;
+            dropped.set(dropped.get() + 1);
+        }
     }
 }
 
@@ -250,11 +363,16 @@ const FOREIGN_UID: u64 = 1 << 40;
 enum Place {
     /// In the idle list.
     Idle,
-    /// Held by the driver (a `Checkout`).
+    /// Exclusive pool: held by the driver (a `Checkout`).
     Out,
-    /// Parked in the slot of this served waiter, not collected yet.
+    /// Exclusive pool: parked in the slot of this served waiter, not
+    /// collected yet.
     Served(u32),
-    /// Taken out with `detach`.
+    /// Shared pool: in the lease table with at least one lease out, held by
+    /// the driver or parked in served waiters' slots (see [`LentObj`]).
+    Lent,
+    /// Taken out with `detach` (in a shared pool: gone with its last lease
+    /// after a detach, dropped by the machine, not closed).
     Detached,
     /// Emitted in an `Action::Close`, for this reason.
     Closed(CloseReason),
@@ -268,7 +386,47 @@ struct ModelObj {
     place: Place,
     created_at: u64,
     last_used: u64,
+    /// Checkouts collected (in a shared pool, leases collected: a lease
+    /// served to a waiter that leaves without collecting it is not counted).
     checkouts: u64,
+}
+
+/// The part of a checkout's `ObjectMeta` that changes over the object's
+/// life, as it was when the checkout was made (times in ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    last_used: u64,
+    checkouts: u64,
+}
+
+/// Why a lent object takes no new lease (the machine's `Retired`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retired {
+    /// It is closed, for this reason, with its last lease.
+    Close(CloseReason),
+    /// A borrower detached a lease: it leaves unclosed with its last lease.
+    Detached,
+}
+
+/// A lent object of a shared pool: who holds its leases.
+#[derive(Debug, Clone)]
+struct LentObj {
+    /// Its key in the machine's lease table (a slab, which reuses the most
+    /// recently freed key first): among equally loaded objects, the lowest
+    /// key takes the next lease.
+    key: usize,
+    /// Leases the driver holds (checkouts).
+    held: usize,
+    /// Leases parked in served waiters' slots, not collected yet.
+    served: BTreeSet<u32>,
+    /// `Some` once it takes no new lease.
+    retired: Option<Retired>,
+}
+
+impl LentObj {
+    fn leases(&self) -> usize {
+        self.held + self.served.len()
+    }
 }
 
 /// What a served waiter will find when it polls.
@@ -302,10 +460,20 @@ pub struct Model {
     /// the back (most recently used); the reaper, `resize` and `close` take
     /// from the front.
     idle: VecDeque<u64>,
+    /// Shared pool: the objects with leases out, by id.
+    lent: BTreeMap<u64, LentObj>,
+    /// The lease table's slab keys: the freed ones, the most recently freed
+    /// last (taken first), and how many keys were ever used.
+    free_keys: Vec<usize>,
+    keys_used: usize,
+    /// Leases taken so far: the handles a shared pool must have cloned.
+    leases_taken: u64,
     /// Queued waiters, oldest first.
     queue: VecDeque<u32>,
     /// Served waiters whose outcome waits to be collected.
     served: BTreeMap<u32, Outcome>,
+    /// For each waiter served an object: its checkout's stamp.
+    stamps: BTreeMap<u32, Stamp>,
     /// The wake payload each live waiter currently has (see `payload`).
     payloads: BTreeMap<u32, u32>,
     /// Creations in flight (tickets the driver holds).
@@ -337,8 +505,13 @@ impl Model {
             closed: false,
             objects: BTreeMap::new(),
             idle: VecDeque::new(),
+            lent: BTreeMap::new(),
+            free_keys: Vec::new(),
+            keys_used: 0,
+            leases_taken: 0,
             queue: VecDeque::new(),
             served: BTreeMap::new(),
+            stamps: BTreeMap::new(),
             payloads: BTreeMap::new(),
             creating: 0,
             next_waiter: 0,
@@ -352,13 +525,29 @@ impl Model {
         model
     }
 
+    /// Most leases on one object: 1 in an exclusive pool.
+    fn max_leases(&self) -> usize {
+        self.config.leases_per_object()
+    }
+
+    fn shared(&self) -> bool {
+        self.config.is_shared()
+    }
+
     fn count(&self, f: impl Fn(Place) -> bool) -> usize {
         self.objects.values().filter(|o| f(o.place)).count()
     }
 
-    /// Objects handed out, counting served-but-uncollected ones (as `Status` does).
+    /// Objects handed out, counting served-but-uncollected ones (as `Status`
+    /// does), and lent objects once each.
     fn in_use(&self) -> usize {
-        self.count(|p| matches!(p, Place::Out | Place::Served(_)))
+        self.count(|p| matches!(p, Place::Out | Place::Served(_) | Place::Lent))
+    }
+
+    /// Leases out: one per object in use in an exclusive pool.
+    fn leases(&self) -> usize {
+        let exclusive = self.count(|p| matches!(p, Place::Out | Place::Served(_)));
+        exclusive + self.lent.values().map(LentObj::leases).sum::<usize>()
     }
 
     fn size(&self) -> usize {
@@ -371,7 +560,7 @@ impl Model {
             size: self.size(),
             idle: self.idle.len(),
             in_use: self.in_use(),
-            leases: self.in_use(),
+            leases: self.leases(),
             creating: self.creating,
             waiting: self.queue.len(),
             closed: self.closed,
@@ -380,6 +569,19 @@ impl Model {
 
     fn obj(&mut self, uid: u64) -> &mut ModelObj {
         self.objects.get_mut(&uid).expect("model: unknown object")
+    }
+
+    fn lent_mut(&mut self, uid: u64) -> &mut LentObj {
+        self.lent.get_mut(&uid).expect("model: object not lent")
+    }
+
+    /// The object's meta now, as a checkout made now would carry it.
+    fn stamp(&self, uid: u64) -> Stamp {
+        let obj = &self.objects[&uid];
+        Stamp {
+            last_used: obj.last_used,
+            checkouts: obj.checkouts,
+        }
     }
 
     /// Past `max_lifetime` at `now`.
@@ -407,12 +609,15 @@ impl Model {
         self.expect.closes.push((uid, reason));
     }
 
-    /// Serves the oldest queued waiter; false if nobody waits.
+    /// Serves the oldest queued waiter (in a shared pool, never with an
+    /// object: see `serve_on`); false if nobody waits.
     fn serve_oldest(&mut self, outcome: Outcome) -> bool {
         let Some(waiter) = self.queue.pop_front() else {
             return false;
         };
         if let Outcome::Obj(uid) = outcome {
+            assert!(!self.shared(), "model: a shared pool serves leases");
+            self.stamps.insert(waiter, self.stamp(uid));
             self.obj(uid).place = Place::Served(waiter);
         }
         self.served.insert(waiter, outcome);
@@ -420,10 +625,12 @@ impl Model {
         true
     }
 
-    /// An object that is in no place (just created, given back alive, or taken
-    /// back from a cancelled waiter) goes where the docs say: closed if the
-    /// pool is closed, if the pool is already full without it (shrunk), or if
-    /// it outlived `max_lifetime`; else to the oldest waiter; else idle.
+    /// An object that is in no place (just created, given back alive, taken
+    /// back from a cancelled waiter, or whose last lease came back alive)
+    /// goes where the docs say: closed if the pool is closed, if the pool is
+    /// already full without it (shrunk), or if it outlived `max_lifetime`;
+    /// else to the oldest waiter (in a shared pool, to the oldest
+    /// `max_leases` waiters); else idle.
     fn place(&mut self, uid: u64, now: u64) {
         assert_eq!(self.objects[&uid].place, Place::Limbo);
         if self.closed {
@@ -432,9 +639,14 @@ impl Model {
             self.close(uid, CloseReason::Shrunk);
         } else if self.outlived(uid, now) {
             self.close(uid, CloseReason::MaxLifetime);
-        } else if !self.serve_oldest(Outcome::Obj(uid)) {
+        } else if self.queue.is_empty() {
             self.obj(uid).place = Place::Idle;
             self.push_idle(uid);
+        } else if self.shared() {
+            self.lend(uid);
+            self.serve_on(uid);
+        } else {
+            self.serve_oldest(Outcome::Obj(uid));
         }
     }
 
@@ -451,9 +663,10 @@ impl Model {
     }
 
     /// Invariant 3 as a formula: creations in flight must reach
-    /// `min(wanted, max_creating, what capacity leaves)`, where `wanted` is one
-    /// per queued waiter plus the idle objects `min_idle` lacks (none while the
-    /// refill is paused). Creations already in flight are never taken back.
+    /// `min(wanted, max_creating, what capacity leaves)`, where `wanted` is
+    /// one per `max_leases` queued waiters (rounded up) plus the idle objects
+    /// `min_idle` lacks (none while the refill is paused). Creations already
+    /// in flight are never taken back.
     fn start_wanted_creations(&mut self) {
         if self.closed {
             return;
@@ -462,7 +675,7 @@ impl Model {
             Some(_) => 0,
             None => self.config.min_idle.saturating_sub(self.idle.len()),
         };
-        let wanted = self.queue.len() + refill;
+        let wanted = self.queue.len().div_ceil(self.max_leases()) + refill;
         let room = self.max_size.saturating_sub(self.size());
         let target = wanted
             .min(self.config.max_creating)
@@ -475,35 +688,196 @@ impl Model {
         }
     }
 
-    fn hand_out(&mut self, uid: u64) {
-        let obj = self.obj(uid);
-        obj.place = Place::Out;
-        obj.checkouts += 1;
-        let reused = obj.checkouts > 1;
+    /// Counts a checkout of `uid` as its borrower collects it; `stamp` is
+    /// the object's meta when the checkout was made. Returns the stamp the
+    /// checkout carries.
+    fn collect(&mut self, uid: u64, stamp: Stamp) -> Stamp {
+        // A shared lease carries the object's meta as it is when collected.
+        let stamp = if self.shared() {
+            self.lent_mut(uid).held += 1;
+            self.stamp(uid)
+        } else {
+            self.obj(uid).place = Place::Out;
+            stamp
+        };
         self.counters.checkouts += 1;
-        if reused {
+        if stamp.checkouts > 0 {
             self.counters.reused += 1;
+        }
+        self.obj(uid).checkouts += 1;
+        Stamp {
+            checkouts: stamp.checkouts + 1,
+            ..stamp
+        }
+    }
+
+    // ----- the lease table of a shared pool -----
+
+    /// An object in no place enters the lease table (no lease yet), under
+    /// the key the slab gives it: the most recently freed, else a new one.
+    fn lend(&mut self, uid: u64) {
+        let key = self.free_keys.pop().unwrap_or_else(|| {
+            self.keys_used += 1;
+            self.keys_used - 1
+        });
+        let lent = LentObj {
+            key,
+            held: 0,
+            served: BTreeSet::new(),
+            retired: None,
+        };
+        assert!(self.lent.insert(uid, lent).is_none(), "model: lent twice");
+        self.obj(uid).place = Place::Lent;
+    }
+
+    /// Its last lease came back: the object leaves the lease table (its key
+    /// is freed) and is in no place; returns why it was retired, if it was.
+    fn unlend(&mut self, uid: u64) -> Option<Retired> {
+        let lent = self.lent.remove(&uid).expect("model: object not lent");
+        assert_eq!(lent.leases(), 0, "model: unlent with leases out");
+        self.free_keys.push(lent.key);
+        self.obj(uid).place = Place::Limbo;
+        lent.retired
+    }
+
+    /// Whether the lent object takes one more lease.
+    fn has_room(&self, uid: u64) -> bool {
+        let lent = &self.lent[&uid];
+        lent.retired.is_none() && lent.leases() < self.max_leases()
+    }
+
+    /// The lent object the next borrower gets: the fewest leases among those
+    /// with room, ties to the lowest key.
+    fn least_loaded(&self) -> Option<u64> {
+        self.lent
+            .iter()
+            .filter(|&(&uid, _)| self.has_room(uid))
+            .min_by_key(|(_, lent)| (lent.leases(), lent.key))
+            .map(|(&uid, _)| uid)
+    }
+
+    /// Takes one more lease on `uid` (the machine clones a handle); returns
+    /// the stamp the lease's checkout carries until it is collected.
+    fn take_lease(&mut self, uid: u64) -> Stamp {
+        assert!(
+            self.has_room(uid),
+            "model: a lease on a full or retired object"
+        );
+        let stamp = self.stamp(uid);
+        self.leases_taken += 1;
+        stamp
+    }
+
+    /// Serves the oldest waiters with leases on `uid` while it has room.
+    fn serve_on(&mut self, uid: u64) {
+        while !self.queue.is_empty() && self.has_room(uid) {
+            let waiter = self.queue.pop_front().expect("checked non-empty");
+            let stamp = self.take_lease(uid);
+            self.stamps.insert(waiter, stamp);
+            self.lent_mut(uid).served.insert(waiter);
+            self.served.insert(waiter, Outcome::Obj(uid));
+            self.expect.wakes.push(waiter);
+        }
+    }
+
+    /// The lent object takes no new lease. A second retirement keeps the
+    /// first reason, except a detach, which always wins: the borrower took
+    /// the object out of the pool, so the pool must not close it (as in an
+    /// exclusive pool, where a detached object is never closed); and a lease
+    /// given back dead after the close, which makes it `Dead` (as an
+    /// exclusive pool closes a dead object given back after its close).
+    fn retire(&mut self, uid: u64, why: Retired) {
+        let retired = &mut self.lent_mut(uid).retired;
+        let closed = Retired::Close(CloseReason::PoolClosed);
+        if retired.is_none()
+            || why == Retired::Detached
+            || (why == Retired::Close(CloseReason::Dead) && *retired == Some(closed))
+        {
+            *retired = Some(why);
+        }
+    }
+
+    /// A lease on `uid` came back at `now` (its holder has let go of it
+    /// already); `retire` retires the object first, and so does
+    /// `max_lifetime` while other leases are out. A still-lent object serves
+    /// the oldest waiters it has room for; with its last lease, an object
+    /// retired other than by the close leaves the pool for its reason, and
+    /// any other is placed as if given back.
+    fn return_lease(&mut self, uid: u64, now: u64, retire: Option<Retired>) {
+        self.obj(uid).last_used = now;
+        let others_out = self.lent[&uid].leases() > 0;
+        let expired = others_out && self.outlived(uid, now);
+        let expired = expired.then_some(Retired::Close(CloseReason::MaxLifetime));
+        if let Some(why) = retire.or(expired) {
+            self.retire(uid, why);
+        }
+        if others_out {
+            self.serve_on(uid);
+            return;
+        }
+        match self.unlend(uid) {
+            None | Some(Retired::Close(CloseReason::PoolClosed)) => self.place(uid, now),
+            Some(why) => self.leave_retired(uid, why),
+        }
+    }
+
+    /// A retired object whose last lease came back leaves the pool: closed,
+    /// or (detached) dropped by the machine and counted as detached.
+    fn leave_retired(&mut self, uid: u64, why: Retired) {
+        match why {
+            Retired::Close(reason) => self.close(uid, reason),
+            Retired::Detached => {
+                assert_eq!(self.objects[&uid].place, Place::Limbo);
+                self.obj(uid).place = Place::Detached;
+                self.counters.detached += 1;
+            }
         }
     }
 
     // ----- the inputs, as the model sees them -----
 
-    fn acquire(&mut self, now: u64, dead: &BTreeSet<u64>) -> Predicted {
+    /// The answer to `acquire`, and the objects `is_alive` is asked about,
+    /// in order.
+    fn acquire(&mut self, now: u64, dead: &BTreeSet<u64>) -> (Predicted, Vec<u64>) {
+        let mut asked = Vec::new();
         if self.closed {
-            return Predicted::Closed;
+            return (Predicted::Closed, asked);
         }
-        // Nobody may overtake a queued waiter: with a queue, the idle list is
-        // empty anyway (invariant 2) and the caller queues behind it.
+        // Nobody may overtake a queued waiter: with a queue, no idle object
+        // and no free lease is left anyway (invariant 2), and the caller
+        // queues behind it.
         if self.queue.is_empty() {
             // Most recently used first; expired or dead ones are closed on the way.
             while let Some(uid) = self.idle.pop_back() {
                 if self.outlived(uid, now) {
                     self.close(uid, CloseReason::MaxLifetime);
-                } else if dead.contains(&uid) {
+                    continue;
+                }
+                asked.push(uid);
+                if dead.contains(&uid) {
                     self.close(uid, CloseReason::Dead);
+                } else if self.shared() {
+                    self.lend(uid);
+                    let stamp = self.take_lease(uid);
+                    return (Predicted::Ready(uid, self.collect(uid, stamp)), asked);
                 } else {
-                    self.hand_out(uid);
-                    return Predicted::Ready(uid);
+                    let stamp = self.stamp(uid);
+                    return (Predicted::Ready(uid, self.collect(uid, stamp)), asked);
+                }
+            }
+            // Shared pool: then the least loaded lent object; expired or
+            // dead ones are retired on the way.
+            while let Some(uid) = self.least_loaded() {
+                if self.outlived(uid, now) {
+                    self.retire(uid, Retired::Close(CloseReason::MaxLifetime));
+                    continue;
+                }
+                asked.push(uid);
+                if dead.contains(&uid) {
+                    self.retire(uid, Retired::Close(CloseReason::Dead));
+                } else {
+                    let stamp = self.take_lease(uid);
+                    return (Predicted::Ready(uid, self.collect(uid, stamp)), asked);
                 }
             }
         }
@@ -511,11 +885,12 @@ impl Model {
         self.next_waiter += 1;
         self.queue.push_back(waiter);
         self.payloads.insert(waiter, payload(waiter, 0));
-        Predicted::Queued(waiter)
+        (Predicted::Queued(waiter), asked)
     }
 
-    /// `None` while still queued; else what the waiter collects.
-    fn poll(&mut self, waiter: u32) -> Option<Outcome> {
+    /// `None` while still queued; else what the waiter collects (with its
+    /// checkout's stamp if it is an object).
+    fn poll(&mut self, waiter: u32) -> Option<(Outcome, Option<Stamp>)> {
         if self.queue.contains(&waiter) {
             let p = self.payloads.get_mut(&waiter).expect("live waiter");
             *p = payload(waiter, (*p & 0xff) + 1);
@@ -523,10 +898,18 @@ impl Model {
         }
         let outcome = self.served.remove(&waiter).expect("model: unknown waiter");
         self.payloads.remove(&waiter);
+        let mut stamp = None;
         if let Outcome::Obj(uid) = outcome {
-            self.hand_out(uid);
+            let served = self
+                .stamps
+                .remove(&waiter)
+                .expect("model: served unstamped");
+            if self.shared() {
+                assert!(self.lent_mut(uid).served.remove(&waiter));
+            }
+            stamp = Some(self.collect(uid, served));
         }
-        Some(outcome)
+        Some((outcome, stamp))
     }
 
     fn cancel(&mut self, waiter: u32, now: u64) {
@@ -535,16 +918,30 @@ impl Model {
             // Cancelled while queued, possibly from the middle of the queue.
             self.queue.remove(pos);
         } else if let Some(Outcome::Obj(uid)) = self.served.remove(&waiter) {
-            // It had been served an object: nothing is lost, the object is
-            // given back now (to the next waiter, or idle).
-            let obj = self.obj(uid);
-            obj.place = Place::Limbo;
-            obj.last_used = now;
-            self.place(uid, now);
+            // It had been served an object: nothing is lost, the object (or
+            // the lease) is given back now, to the next waiter, or idle.
+            self.stamps.remove(&waiter);
+            if self.shared() {
+                assert!(self.lent_mut(uid).served.remove(&waiter));
+                self.return_lease(uid, now, None);
+            } else {
+                let obj = self.obj(uid);
+                obj.place = Place::Limbo;
+                obj.last_used = now;
+                self.place(uid, now);
+            }
         }
     }
 
     fn release(&mut self, uid: u64, now: u64, alive: bool) {
+        if self.shared() {
+            let lent = self.lent_mut(uid);
+            assert!(lent.held > 0, "model: no lease held on {uid}");
+            lent.held -= 1;
+            let dead = (!alive).then_some(Retired::Close(CloseReason::Dead));
+            self.return_lease(uid, now, dead);
+            return;
+        }
         let obj = self.obj(uid);
         assert_eq!(obj.place, Place::Out);
         obj.place = Place::Limbo;
@@ -557,6 +954,19 @@ impl Model {
     }
 
     fn detach(&mut self, uid: u64) {
+        if self.shared() {
+            // The borrower keeps its handle; the object takes no new lease
+            // and leaves, unclosed, with its last one.
+            let lent = self.lent_mut(uid);
+            assert!(lent.held > 0, "model: no lease held on {uid}");
+            lent.held -= 1;
+            self.retire(uid, Retired::Detached);
+            if self.lent[&uid].leases() == 0 {
+                let why = self.unlend(uid).expect("retired above");
+                self.leave_retired(uid, why);
+            }
+            return;
+        }
         assert_eq!(self.objects[&uid].place, Place::Out);
         self.obj(uid).place = Place::Detached;
         self.counters.detached += 1;
@@ -586,9 +996,10 @@ impl Model {
     fn create_failed(&mut self, error: String, now: u64) -> Option<String> {
         self.creating -= 1;
         self.counters.create_failed += 1;
-        // More waiters than creations left in flight: one of them was counting
-        // on this creation, and the oldest gets the error.
-        if self.queue.len() > self.creating {
+        // More waiters than the creations left in flight serve (each serves
+        // `max_leases`): one of them was counting on this creation, and the
+        // oldest gets the error.
+        if self.queue.len() > self.creating * self.max_leases() {
             self.serve_oldest(Outcome::Create(error));
             None
         } else {
@@ -633,6 +1044,11 @@ impl Model {
         while let Some(uid) = self.idle.pop_front() {
             self.close(uid, CloseReason::PoolClosed);
         }
+        // Lent objects are closed with their last lease.
+        let lent: Vec<u64> = self.lent.keys().copied().collect();
+        for uid in lent {
+            self.retire(uid, Retired::Close(CloseReason::PoolClosed));
+        }
     }
 
     fn resize(&mut self, n: usize) -> Result<(), ConfigError> {
@@ -671,6 +1087,16 @@ impl Model {
         removed
     }
 
+    /// The objects `Op::DeadFlag` picks from: the idle ones (least recently
+    /// used first), then those handed out (by id), in both kinds of pool
+    /// alike, so that one lease each can be compared with an exclusive pool.
+    fn flaggable(&self) -> Vec<u64> {
+        let in_use = self.objects.iter().filter_map(|(&uid, o)| {
+            matches!(o.place, Place::Out | Place::Served(_) | Place::Lent).then_some(uid)
+        });
+        self.idle.iter().copied().chain(in_use).collect()
+    }
+
     /// The earliest time `handle_timeout` has work, as far as the model knows:
     /// `poll_timeout` must not be later than this.
     fn next_deadline(&self) -> Option<u64> {
@@ -696,20 +1122,43 @@ impl Model {
             match obj.place {
                 Place::Idle => assert!(self.idle.contains(&uid)),
                 Place::Served(w) => assert_eq!(self.served.get(&w), Some(&Outcome::Obj(uid))),
+                Place::Lent => assert!(self.lent.contains_key(&uid)),
                 _ => {}
+            }
+            if self.shared() {
+                assert!(!matches!(obj.place, Place::Out | Place::Served(_)));
             }
         }
         let idle: BTreeSet<u64> = self.idle.iter().copied().collect();
         assert_eq!(idle.len(), self.idle.len(), "model: an object idle twice");
         assert_eq!(idle.len(), self.count(|p| p == Place::Idle));
         assert!(self.queue.is_empty() || self.idle.is_empty());
+        // The lease table: leases within 1..=max_leases, each served lease
+        // is its waiter's outcome, keys distinct and not free, nothing takes
+        // a lease while a waiter is queued or once the pool is closed.
+        let mut keys: BTreeSet<usize> = self.free_keys.iter().copied().collect();
+        assert_eq!(keys.len(), self.free_keys.len(), "model: a key freed twice");
+        for (&uid, lent) in &self.lent {
+            assert_eq!(self.objects[&uid].place, Place::Lent);
+            assert!((1..=self.max_leases()).contains(&lent.leases()));
+            for w in &lent.served {
+                assert_eq!(self.served.get(w), Some(&Outcome::Obj(uid)));
+            }
+            assert!(lent.key < self.keys_used && keys.insert(lent.key));
+            assert!(!self.closed || lent.retired.is_some());
+        }
+        assert!(self.queue.is_empty() || self.least_loaded().is_none());
+        let served_objects = self.served.values();
+        let served_objects = served_objects.filter(|o| matches!(o, Outcome::Obj(_)));
+        assert_eq!(served_objects.count(), self.stamps.len());
     }
 }
 
 /// The model's prediction for `acquire`.
 #[derive(Debug, PartialEq, Eq)]
 enum Predicted {
-    Ready(u64),
+    /// This object, with this stamp.
+    Ready(u64, Stamp),
     Queued(u32),
     Closed,
 }
@@ -781,12 +1230,17 @@ struct Driver {
     tickets: Vec<CreateTicket>,
     /// Objects that `is_alive` calls dead.
     dead: BTreeSet<u64>,
-    /// Objects closed or detached, kept until the end so their drop is ours.
+    /// Objects closed or detached (and the handles detached from a shared
+    /// pool), kept until the end so their drop is ours.
     graveyard: Vec<Obj>,
     /// Ids seen in an `Action::Close`.
     closed_ids: BTreeSet<u64>,
+    /// Ids of the objects that left through `detach`: the objects `detach`
+    /// gave back (exclusive pool), or that the machine dropped (shared pool:
+    /// the object leaves with its last lease after a detach, and only a
+    /// detached object may be dropped by the machine).
     detached_ids: BTreeSet<u64>,
-    drops: Rc<RefCell<Vec<u64>>>,
+    log: Rc<Log>,
     next_error: u64,
     next_foreign: u64,
     events: Vec<Event>,
@@ -798,12 +1252,12 @@ struct Driver {
 impl Driver {
     fn new(config: &Config) -> Self {
         let base = Instant::now();
-        let drops = Rc::new(RefCell::new(Vec::new()));
-        let pool = PoolState::new(config.limits()).expect("the config is valid");
+        let log = Rc::new(Log::default());
+        let pool = config.pool();
         let mut driver = Driver {
             pool,
             model: Model::new(config),
-            side: Side::new(base, &drops),
+            side: Side::new(base, &log, config.is_shared()),
             base,
             now: 0,
             checkouts: Vec::new(),
@@ -813,7 +1267,7 @@ impl Driver {
             graveyard: Vec::new(),
             closed_ids: BTreeSet::new(),
             detached_ids: BTreeSet::new(),
-            drops,
+            log,
             next_error: 0,
             next_foreign: 1,
             events: Vec::new(),
@@ -839,7 +1293,8 @@ impl Driver {
     fn obj(&self, uid: u64) -> Obj {
         Obj {
             uid,
-            drops: self.drops.clone(),
+            handle: false,
+            log: self.log.clone(),
         }
     }
 
@@ -853,30 +1308,34 @@ impl Driver {
         format!("step {} ({:?}) at t={}ms", self.step, self.op, self.now)
     }
 
-    /// The `ObjectMeta` the model expects for `uid`.
+    /// The `ObjectMeta` the model expects for `uid` now.
     fn expected_meta(&self, uid: u64) -> ObjectMeta {
-        let obj = &self.model.objects[&uid];
+        self.stamped_meta(uid, self.model.stamp(uid))
+    }
+
+    /// The `ObjectMeta` of `uid` with the changing part from `stamp`.
+    fn stamped_meta(&self, uid: u64, stamp: Stamp) -> ObjectMeta {
         ObjectMeta {
             id: uid,
-            created_at: self.at(obj.created_at),
-            last_used: self.at(obj.last_used),
-            checkouts: obj.checkouts,
+            created_at: self.at(self.model.objects[&uid].created_at),
+            last_used: self.at(stamp.last_used),
+            checkouts: stamp.checkouts,
         }
     }
 
-    fn check_checkout(&self, checkout: &Checkout<Obj>, uid: u64) {
-        assert_eq!(
-            checkout.object().uid,
-            uid,
-            "{}: wrong object",
-            self.at_step()
-        );
+    /// A checkout just handed out: of `uid`, carrying `stamp`, and in a
+    /// shared pool a lease holding a handle (a clone), else the object itself.
+    fn check_checkout(&self, checkout: &Checkout<Obj>, uid: u64, stamp: Stamp) {
+        let here = self.at_step();
+        assert_eq!(checkout.object().uid, uid, "{here}: wrong object");
         assert_eq!(
             *checkout.meta(),
-            self.expected_meta(uid),
-            "{}: wrong meta for object {uid}",
-            self.at_step()
+            self.stamped_meta(uid, stamp),
+            "{here}: wrong meta for object {uid}",
         );
+        let shared = self.model.shared();
+        assert_eq!(checkout.is_shared(), shared, "{here}: is_shared");
+        assert_eq!(checkout.object().handle, shared, "{here}: handle or object");
     }
 
     fn apply(&mut self, op: Op) {
@@ -921,7 +1380,11 @@ impl Driver {
                     "{}: detach gave another object",
                     self.at_step()
                 );
-                self.detached_ids.insert(uid);
+                // A shared pool gives back the borrower's handle; the object
+                // itself leaves the pool with its last lease (see `after_step`).
+                if !obj.handle {
+                    self.detached_ids.insert(uid);
+                }
                 self.graveyard.push(obj);
             }
             Op::CreateOk(i) => {
@@ -984,11 +1447,12 @@ impl Driver {
             Op::Resize(n) => self.resize(usize::from(n) % 10),
             Op::Retain(keep) => self.retain(keep),
             Op::DeadFlag(i) => {
-                if self.model.idle.is_empty() {
+                let flaggable = self.model.flaggable();
+                if flaggable.is_empty() {
                     return self.skip();
                 }
-                let uid = self.model.idle[usize::from(i) % self.model.idle.len()];
-                self.dead.insert(uid);
+                self.dead
+                    .insert(flaggable[usize::from(i) % flaggable.len()]);
             }
             Op::CloseFailed => {
                 self.model.counters.close_failed += 1;
@@ -1008,9 +1472,8 @@ impl Driver {
 
     fn acquire(&mut self) {
         let now = self.instant();
-        let idle_before: BTreeSet<u64> = self.model.idle.iter().copied().collect();
         let waiter = self.model.next_waiter;
-        let predicted = self.model.acquire(self.now, &self.dead);
+        let (predicted, expected_asked) = self.model.acquire(self.now, &self.dead);
         let mut asked = Vec::new();
         let dead = &self.dead;
         let got = self.pool.acquire(
@@ -1021,22 +1484,18 @@ impl Driver {
             },
             || payload(waiter, 0),
         );
-        // `is_alive` is asked only about idle objects, each at most once.
-        let asked_set: BTreeSet<u64> = asked.iter().copied().collect();
+        // `is_alive` is asked about the unexpired idle objects, most recently
+        // used first, then (shared pool) the unexpired lent objects with room,
+        // least loaded first, each once, until one is alive.
         assert_eq!(
-            asked_set.len(),
-            asked.len(),
-            "{}: asked twice",
-            self.at_step()
-        );
-        assert!(
-            asked_set.is_subset(&idle_before),
-            "{}: is_alive asked about non-idle objects {asked:?}",
+            asked,
+            expected_asked,
+            "{}: the objects is_alive was asked about",
             self.at_step()
         );
         match (predicted, got) {
-            (Predicted::Ready(uid), Acquire::Ready(c)) => {
-                self.check_checkout(&c, uid);
+            (Predicted::Ready(uid, stamp), Acquire::Ready(c)) => {
+                self.check_checkout(&c, uid, stamp);
                 self.checkouts.push(c);
                 self.events.push(Event::Ready { uid });
             }
@@ -1080,7 +1539,7 @@ impl Driver {
                 self.waiters.insert(index, (w, id));
                 self.events.push(Event::Pending { waiter: w });
             }
-            (Some(outcome), WaitPoll::Ready(result)) => {
+            (Some((outcome, stamp)), WaitPoll::Ready(result)) => {
                 assert_eq!(
                     updated,
                     None,
@@ -1089,7 +1548,8 @@ impl Driver {
                 );
                 match (&outcome, result) {
                     (Outcome::Obj(uid), Ok(c)) => {
-                        self.check_checkout(&c, *uid);
+                        let stamp = stamp.expect("the model stamps every object served");
+                        self.check_checkout(&c, *uid, stamp);
                         self.checkouts.push(c);
                     }
                     (Outcome::Closed, Err(Failure::Closed)) => {}
@@ -1368,13 +1828,6 @@ impl Driver {
         // with the model's places, and together cover every object created.
         self.model.check_self();
         assert_eq!(self.tickets.len(), self.model.creating, "{here}: tickets");
-        let held: Vec<u64> = self.checkouts.iter().map(|c| c.object().uid).collect();
-        let held_set: BTreeSet<u64> = held.iter().copied().collect();
-        assert_eq!(
-            held_set.len(),
-            held.len(),
-            "{here}: an object checked out twice"
-        );
         let places = |f: fn(&Place) -> bool| -> BTreeSet<u64> {
             self.model
                 .objects
@@ -1383,7 +1836,31 @@ impl Driver {
                 .map(|(&u, _)| u)
                 .collect()
         };
-        assert_eq!(held_set, places(|p| *p == Place::Out), "{here}: held");
+        // Checkouts held per object: one per object out of an exclusive
+        // pool; in a shared pool, the leases the model says the driver holds.
+        let mut held: BTreeMap<u64, usize> = BTreeMap::new();
+        for c in &self.checkouts {
+            *held.entry(c.object().uid).or_default() += 1;
+        }
+        let lent = self.model.lent.iter();
+        let mut expected_held: BTreeMap<u64, usize> = lent
+            .filter(|(_, l)| l.held > 0)
+            .map(|(&u, l)| (u, l.held))
+            .collect();
+        expected_held.extend(places(|p| *p == Place::Out).into_iter().map(|u| (u, 1)));
+        assert_eq!(held, expected_held, "{here}: checkouts held per object");
+        // The machine drops no object of ours, but in a shared pool one that
+        // leaves with its last lease after a detach (its borrower keeps a
+        // handle): those are the detached ones there.
+        let dropped: BTreeSet<u64> = self.log.dropped_ours().into_iter().collect();
+        if self.model.shared() {
+            self.detached_ids = dropped;
+        } else {
+            assert!(
+                dropped.is_empty(),
+                "{here}: the machine dropped {dropped:?}"
+            );
+        }
         assert_eq!(
             self.closed_ids,
             places(|p| matches!(p, Place::Closed(_))),
@@ -1394,20 +1871,31 @@ impl Driver {
             places(|p| *p == Place::Detached),
             "{here}: detached"
         );
-        let parked = places(|p| matches!(p, Place::Idle | Place::Served(_)));
-        let total = held_set.len() + self.closed_ids.len() + self.detached_ids.len() + parked.len();
+        let parked = places(|p| matches!(p, Place::Idle | Place::Served(_) | Place::Lent));
+        let parked = parked.iter().filter(|u| !held.contains_key(u)).count();
+        let total = held.len() + self.closed_ids.len() + self.detached_ids.len() + parked;
         assert_eq!(total as u64, self.model.counters.created, "{here}: objects");
+        // Handles: a shared pool clones one per lease taken (an exclusive
+        // pool none), and those alive are the leases out (held or parked in
+        // served waiters) and the handles detached.
+        assert_eq!(
+            self.log.handles_made.get(),
+            self.model.leases_taken,
+            "{here}: handles cloned"
+        );
+        let leases_out: usize = self.model.lent.values().map(LentObj::leases).sum();
+        let graveyard = self.graveyard.iter();
+        let detached_handles = graveyard
+            .filter(|o| o.handle && o.uid < FOREIGN_UID)
+            .count();
+        assert_eq!(
+            self.log.handles_alive(),
+            (leases_out + detached_handles) as u64,
+            "{here}: handles alive"
+        );
         let waiters: BTreeSet<u32> = self.waiters.iter().map(|(w, _)| *w).collect();
         let live: BTreeSet<u32> = self.model.payloads.keys().copied().collect();
         assert_eq!(waiters, live, "{here}: waiter tokens");
-        let drops: Vec<u64> = self
-            .drops
-            .borrow()
-            .iter()
-            .copied()
-            .filter(|&u| u < FOREIGN_UID)
-            .collect();
-        assert!(drops.is_empty(), "{here}: the machine dropped {drops:?}");
     }
 
     /// Takes the pool down through checked steps: close, finish every
@@ -1428,10 +1916,11 @@ impl Driver {
         }
         let status = self.pool.status();
         assert_eq!(
-            (status.size, status.idle, status.in_use, status.creating),
+            (status.size, status.idle, status.in_use, status.leases),
             (0, 0, 0, 0),
             "after teardown: {status:?}"
         );
+        assert_eq!(status.creating, 0, "after teardown: {status:?}");
         // Every object created left exactly once: closed or detached.
         let created = self.model.counters.created;
         let gone: BTreeSet<u64> = self.closed_ids.union(&self.detached_ids).copied().collect();
@@ -1441,9 +1930,15 @@ impl Driver {
 }
 
 impl Side {
-    /// A side pool holding one checkout, one queued waiter and one ticket.
-    fn new(now: Instant, drops: &Rc<RefCell<Vec<u64>>>) -> Self {
-        let mut pool = PoolState::new(Limits::new(2)).expect("valid");
+    /// A side pool holding one checkout, one queued waiter and one ticket;
+    /// `shared`, a shared pool of one lease per object, so that its checkout
+    /// is a lease, like the ones of the pool under test.
+    fn new(now: Instant, log: &Rc<Log>, shared: bool) -> Self {
+        let mut pool = match shared {
+            false => PoolState::new(Limits::new(2)),
+            true => PoolState::shared(Limits::new(2), 1),
+        }
+        .expect("valid");
         let Acquire::Queued(first) = pool.acquire(now, |_| true, || 0) else {
             panic!("an empty pool queues");
         };
@@ -1452,7 +1947,8 @@ impl Side {
         };
         let obj = Obj {
             uid: FOREIGN_UID,
-            drops: drops.clone(),
+            handle: false,
+            log: log.clone(),
         };
         pool.handle_created(ticket, obj, now).expect("own ticket");
         assert!(matches!(pool.poll_action(), Some(Action::Wake(0))));
@@ -1492,32 +1988,40 @@ pub fn run(config: &Config, ops: &[Op]) -> Trace {
         pool,
         side,
         graveyard,
-        drops,
+        log,
         model,
         events,
         checkouts,
+        detached_ids,
         ..
     } = driver;
     assert!(checkouts.is_empty());
     drop(pool);
     drop(side);
-    assert!(
-        drops.borrow().iter().all(|&u| u >= FOREIGN_UID),
-        "dropping the emptied pool dropped pooled objects: {:?}",
-        drops.borrow()
+    // Only a shared pool drops objects itself: the detached ones, already
+    // (none while being dropped empty).
+    let machine_dropped: BTreeSet<u64> = match model.shared() {
+        true => detached_ids,
+        false => BTreeSet::new(),
+    };
+    assert_eq!(
+        log.dropped_ours().into_iter().collect::<BTreeSet<_>>(),
+        machine_dropped,
+        "objects dropped by the machine"
     );
     drop(graveyard);
-    let mut dropped: Vec<u64> = drops
-        .borrow()
-        .iter()
-        .copied()
-        .filter(|&u| u < FOREIGN_UID)
-        .collect();
+    let mut dropped = log.dropped_ours();
     dropped.sort_unstable();
     assert_eq!(
         dropped,
         (0..model.counters.created).collect::<Vec<_>>(),
         "every object is dropped exactly once"
+    );
+    assert_eq!(log.handles_alive(), 0, "every handle is dropped");
+    assert_eq!(
+        log.handles_made.get(),
+        model.leases_taken,
+        "one handle a lease"
     );
     Trace {
         events,
