@@ -61,6 +61,7 @@ impl ThreadPool {
         let mut waiter = match state.acquire(Instant::now(), |_| true, || ()) {
             Acquire::Ready(checkout) => return Ok(checkout),
             Acquire::Closed => return Err("closed".into()),
+            Acquire::Refused { until } => return Err(format!("refused until {until:?}")),
             Acquire::Queued(waiter) => waiter,
         };
         self.perform(state);

@@ -146,6 +146,17 @@ impl<F: Factory, R: Runtime> Builder<F, R> {
         self
     }
 
+    /// The first pause after the factory's peer refused a creation
+    /// ([`Factory::is_refusal`]): no creation starts meanwhile, and callers
+    /// that find nothing ready fail at once with
+    /// [`PoolError::Refused`](crate::PoolError::Refused). Each refusal in a
+    /// row doubles it, up to 30 s (or this, if longer); a creation that
+    /// succeeds resets it. 500 ms by default.
+    pub fn refusal_backoff(mut self, pause: Duration) -> Self {
+        self.limits.refusal_backoff = pause;
+        self
+    }
+
     /// Checks the settings and makes the pool. With `min_idle`,
     /// `idle_timeout`, `max_lifetime` or `idle_check_interval` set, this
     /// spawns the pool's upkeep task on the runtime.

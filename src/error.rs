@@ -205,6 +205,15 @@ pub enum PoolError<E: std::error::Error + 'static> {
     /// back to its own pool.
     #[error("an object was released to a pool that did not hand it out")]
     ForeignObject,
+    /// Nothing was ready, and the peer refused a creation lately
+    /// ([`Factory::is_refusal`](crate::Factory::is_refusal)): the pool backs
+    /// off for `retry_in` more before it tries again, rather than make an
+    /// attempt for each caller.
+    #[error("the peer refused a new pool object lately: the pool tries again in {retry_in:?}")]
+    Refused {
+        /// How long the back-off still runs.
+        retry_in: std::time::Duration,
+    },
 }
 
 /// What [`Pool::close`](crate::Pool::close) could not close: the factory's

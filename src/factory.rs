@@ -48,6 +48,20 @@ pub trait Factory: Send + Sync + 'static {
         true
     }
 
+    /// Whether a creation's error says that the peer refused it (an HTTP 429
+    /// or 503, a refused handshake), so that the next attempts would be
+    /// refused too. A refusal puts the pool into a back-off (0.5 s, doubling
+    /// up to 30 s, reset by a creation that succeeds): no creation starts,
+    /// the waiters it would have served fail at once with
+    /// [`PoolError::Refused`](crate::PoolError::Refused), and so does an
+    /// acquire that finds nothing ready, rather than each making an attempt
+    /// of its own. No error is a refusal by default; a check that panics
+    /// says no.
+    fn is_refusal(&self, error: &Self::Error) -> bool {
+        let _ = error;
+        false
+    }
+
     /// Disposes of an object that leaves the pool. Drops it by default.
     ///
     /// A close that fails or panics is counted as a failed close

@@ -355,6 +355,7 @@ fn error_kind<E: std::error::Error>(error: &PoolError<E>) -> &'static str {
         PoolError::CreatePanicked => "create_panicked",
         PoolError::Close(_) => "close",
         PoolError::ForeignObject => "foreign_object",
+        PoolError::Refused { .. } => "refused",
     }
 }
 

@@ -242,22 +242,35 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
         } else {
             inner.epoch
         };
-        // Queued, the caller's waker is registered in the same input, so that
-        // the wait's first poll need not take the lock again to register it.
-        let first = std::future::poll_fn(|cx| {
-            Poll::Ready(inner.with_state(|state| {
-                state.acquire(
-                    now,
-                    |object| inner.is_alive(object),
-                    || Some(cx.waker().clone()),
-                )
-            }))
-        })
-        .await;
-        let waiter = match first {
-            Acquire::Ready(checkout) => return Ok(Pooled::new(self.clone(), checkout)),
-            Acquire::Closed => return Err(PoolError::Closed),
-            Acquire::Queued(waiter) => waiter,
+        let mut now = now;
+        let waiter = loop {
+            // Queued, the caller's waker is registered in the same input, so
+            // that the wait's first poll need not take the lock again to
+            // register it.
+            let first = std::future::poll_fn(|cx| {
+                Poll::Ready(inner.with_state(|state| {
+                    state.acquire(
+                        now,
+                        |object| inner.is_alive(object),
+                        || Some(cx.waker().clone()),
+                    )
+                }))
+            })
+            .await;
+            match first {
+                Acquire::Ready(checkout) => return Ok(Pooled::new(self.clone(), checkout)),
+                Acquire::Closed => return Err(PoolError::Closed),
+                Acquire::Queued(waiter) => break waiter,
+                Acquire::Refused { until } => {
+                    // `now` may be the epoch (see above): read the clock.
+                    let clock = inner.runtime.now();
+                    if clock < until || now >= until {
+                        return Err(refused(until, clock));
+                    }
+                    // The back-off is over: ask again with the time.
+                    now = clock;
+                }
+            }
         };
         let mut wait = Wait {
             inner,
@@ -451,6 +464,11 @@ impl<F: Factory, R: Runtime> Inner<F, R> {
         Err(failure)
     }
 
+    /// Whether the factory calls `error` a refusal; a check that panics says no.
+    fn is_refusal(&self, error: &F::Error) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.factory.is_refusal(error))).unwrap_or(false)
+    }
+
     /// The factory's verdict on an object; a check that panics says "dead",
     /// so that the object is closed and its slot freed rather than lost.
     pub(crate) fn is_alive(&self, object: &mut F::Object) -> bool {
@@ -620,11 +638,21 @@ impl<F: Factory, R: Runtime> Creation<F, R> {
                 .with_state(|state| state.handle_created(ticket, object, now).map_err(drop))
                 .expect("a ticket of this pool"),
             Err(failure) => {
+                let refusal = match &failure {
+                    CreateFailure::Error(error) => self.inner.is_refusal(error),
+                    _ => false,
+                };
                 // An error that no waiter was counting on (a background refill) is dropped here;
                 // the counters keep the tally.
                 let _undelivered = self
                     .inner
-                    .with_state(|state| state.handle_create_failed(ticket, failure, now))
+                    .with_state(|state| {
+                        if refusal {
+                            state.handle_create_refused(ticket, failure, now)
+                        } else {
+                            state.handle_create_failed(ticket, failure, now)
+                        }
+                    })
                     .expect("a ticket of this pool");
             }
         }
@@ -725,7 +753,7 @@ impl<F: Factory, R: Runtime> Wait<'_, F, R> {
         let now = self.inner.runtime.now();
         self.inner
             .with_state(|state| match state.poll_waiter(waiter, |_| ()) {
-                Ok(WaitPoll::Ready(served)) => served.map_err(into_pool_error),
+                Ok(WaitPoll::Ready(served)) => served.map_err(|f| into_pool_error(f, || now)),
                 Ok(WaitPoll::Pending(waiter)) => {
                     state
                         .cancel_waiter(waiter, now)
@@ -758,7 +786,10 @@ impl<F: Factory, R: Runtime> Future for Wait<'_, F, R> {
                 self.waiter = Some(waiter);
                 Poll::Pending
             }
-            Ok(WaitPoll::Ready(served)) => Poll::Ready(served.map_err(into_pool_error)),
+            Ok(WaitPoll::Ready(served)) => {
+                let now = || self.inner.runtime.now();
+                Poll::Ready(served.map_err(|failure| into_pool_error(failure, now)))
+            }
             Err(_) => unreachable!("a waiter of this pool"),
         }
     }
@@ -775,13 +806,25 @@ impl<F: Factory, R: Runtime> Drop for Wait<'_, F, R> {
     }
 }
 
-fn into_pool_error<E: std::error::Error>(failure: Failure<CreateFailure<E>>) -> PoolError<E> {
+/// What a waiter the machine failed gets; `now` reads the clock, for a refusal.
+fn into_pool_error<E: std::error::Error>(
+    failure: Failure<CreateFailure<E>>,
+    now: impl FnOnce() -> Instant,
+) -> PoolError<E> {
     match failure {
+        Failure::Refused { until } => refused(until, now()),
         Failure::Closed => PoolError::Closed,
         Failure::Create(CreateFailure::Error(error)) => PoolError::Create(error),
         Failure::Create(CreateFailure::TimedOut) => PoolError::Timeout(TimeoutKind::Create),
         Failure::Create(CreateFailure::Aborted) => PoolError::CreateAborted,
         Failure::Create(CreateFailure::Panicked) => PoolError::CreatePanicked,
+    }
+}
+
+/// The error of a caller turned away by a refusal back-off that lasts until `until`.
+fn refused<E: std::error::Error>(until: Instant, now: Instant) -> PoolError<E> {
+    PoolError::Refused {
+        retry_in: until.saturating_duration_since(now),
     }
 }
 

@@ -1237,6 +1237,61 @@ async fn min_idle_refill_retry_follows_the_backoff<R: TestRuntime>() {
     // `paused_time_drives_the_refill_backoff` in tests/edges.rs.
 }
 
+/// A refused creation: the waiters it would have served fail at once (one
+/// with the refusal, the others `Refused`) rather than each trying a
+/// creation of its own; an acquire during the back-off fails without a
+/// creation; once the back-off is over (waited for by the `retry_in` the
+/// pool reports), the pool tries again.
+async fn refusals_back_off_and_fail_waiters_fast<R: TestRuntime>() {
+    let factory = Counting::<R>::new();
+    factory.refuse_all(true);
+    let pool: TestPool<R> = Pool::builder(factory.clone())
+        .max_size(4)
+        .max_creating(1)
+        .refusal_backoff(LONG)
+        .build()
+        .unwrap();
+    let outcomes = join_all((0..8).map(|_| pool.acquire())).await;
+    let refusals = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(PoolError::Create(e)) if *e == counting::REFUSED))
+        .count();
+    let backed_off = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(PoolError::Refused { retry_in }) if *retry_in <= LONG))
+        .count();
+    assert_eq!((refusals, backed_off), (1, 7), "{outcomes:?}");
+    assert_eq!(factory.create_calls(), 1, "one creation for eight waiters");
+    let Err(PoolError::Refused { retry_in }) = pool.acquire().await else {
+        panic!("an acquire in the back-off is refused at once");
+    };
+    assert!(retry_in > Duration::ZERO && retry_in <= LONG);
+    assert_eq!(factory.create_calls(), 1);
+    let counters = pool.counters();
+    assert_eq!((counters.refused, counters.create_failed), (1, 1));
+    assert_eq!(checked(&pool).size, 0);
+
+    // A short back-off, then the peer accepts again.
+    let pool: TestPool<R> = Pool::builder(factory.clone())
+        .max_size(4)
+        .refusal_backoff(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    assert!(matches!(pool.acquire().await, Err(PoolError::Create(_))));
+    factory.refuse_all(false);
+    let calls = factory.create_calls();
+    let object = loop {
+        match pool.acquire().await {
+            Ok(object) => break object,
+            Err(PoolError::Refused { retry_in }) => R::default().sleep(retry_in).await,
+            Err(other) => panic!("neither an object nor the back-off: {other}"),
+        }
+    };
+    assert_eq!(factory.create_calls(), calls + 1, "tried again once");
+    drop(object);
+    assert_eq!(checked(&pool).idle, 1);
+}
+
 async fn max_creating_caps_creations_in_flight<R: TestRuntime>() {
     let f = Counting::<R>::new();
     f.hold();
@@ -1581,6 +1636,7 @@ scenarios!(
     min_idle_refill_starts_at_checkout,
     min_idle_refill_retries_after_failures,
     min_idle_refill_retry_follows_the_backoff,
+    refusals_back_off_and_fail_waiters_fast,
     max_creating_caps_creations_in_flight,
     dropped_pool_is_freed,
     resize_up_lets_waiters_proceed,

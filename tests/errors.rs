@@ -182,6 +182,12 @@ fn pool_errors_print_each_message_once() {
             PoolError::ForeignObject,
             "an object was released to a pool that did not hand it out".into(),
         ),
+        (
+            PoolError::Refused {
+                retry_in: std::time::Duration::from_millis(250),
+            },
+            "the peer refused a new pool object lately: the pool tries again in 250ms".into(),
+        ),
     ];
     for (error, expected) in cases {
         prints_each_message_once(&error, &expected);
@@ -217,6 +223,10 @@ fn close_errors_and_config_errors_print_each_message_once() {
         (
             ConfigError::ZeroMaxCreating,
             "max_creating must be at least 1, got 0",
+        ),
+        (
+            ConfigError::ZeroMaxLeases,
+            "max_leases must be at least 1, got 0",
         ),
         (
             ConfigError::MinIdleAboveMaxSize {

@@ -47,7 +47,9 @@ use loom::future::block_on;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread::{self, JoinHandle};
-use wtpool::{Builder, Factory, Pool, PoolError, Pooled, Runtime, Status, TimeoutKind};
+use wtpool::{
+    Builder, Factory, Lease, Pool, PoolError, Pooled, Runtime, SharedPool, Status, TimeoutKind,
+};
 
 // ----- the runtime -----
 
@@ -146,6 +148,9 @@ struct Book {
     lent: BTreeSet<usize>,
     lent_twice: Vec<usize>,
     closes: BTreeMap<usize, usize>,
+    /// Shared leases out now, per object, and the most seen on one object.
+    leases: BTreeMap<usize, usize>,
+    most_leases: usize,
 }
 
 #[derive(Clone, Default)]
@@ -514,5 +519,145 @@ fn timeout_and_cancel_race_the_release() {
             "nothing stranded"
         );
         books.check(1);
+    });
+}
+
+// ----- shared leases -----
+
+/// The factory of the shared models: handles on the objects of [`Books`]
+/// (std's `Arc`: bookkeeping, not under test), with the same books.
+#[derive(Clone, Default)]
+struct SharedBooks(Books);
+
+impl Factory for SharedBooks {
+    type Object = std::sync::Arc<Obj>;
+    type Error = Never;
+
+    async fn create(&self) -> Result<std::sync::Arc<Obj>, Never> {
+        self.0.create().await.map(std::sync::Arc::new)
+    }
+
+    async fn close(&self, object: std::sync::Arc<Obj>) -> Result<(), Never> {
+        *self.0.book().closes.entry(object.0).or_default() += 1;
+        Ok(())
+    }
+}
+
+impl SharedBooks {
+    /// Uses a lease for a moment, counting the leases out on its object.
+    fn use_lease(&self, lease: Lease<SharedBooks, LoomRuntime>) {
+        let id = lease.0;
+        {
+            let mut book = self.0.book();
+            let out = book.leases.entry(id).or_default();
+            *out += 1;
+            let out = *out;
+            book.most_leases = book.most_leases.max(out);
+        }
+        thread::yield_now();
+        *self.0.book().leases.get_mut(&id).expect("counted above") -= 1;
+        drop(lease);
+    }
+}
+
+type LoomShared = SharedPool<SharedBooks, LoomRuntime>;
+
+/// A shared pool of one object with two leases.
+fn shared_pool() -> (LoomShared, SharedBooks, LoomRuntime) {
+    let books = SharedBooks::default();
+    let runtime = LoomRuntime::new();
+    let pool = Builder::new(books.clone(), runtime.clone())
+        .max_size(1)
+        .build_shared(2)
+        .expect("a valid pool");
+    (pool, books, runtime)
+}
+
+/// Three borrowers race for one object of two leases (the first ones wait
+/// for its creation): all are served, never more than two at once, from one
+/// creation, and every lease comes back.
+#[test]
+fn shared_leases_never_exceed_max_leases() {
+    model(MIN_RUNS, || {
+        let (pool, books, runtime) = shared_pool();
+        let borrowers: Vec<_> = (0..3)
+            .map(|_| {
+                let (pool, books) = (pool.clone(), books.clone());
+                thread::spawn(move || {
+                    let lease = block_on(pool.acquire()).expect("served");
+                    books.use_lease(lease);
+                })
+            })
+            .collect();
+        for borrower in borrowers {
+            borrower.join().unwrap();
+        }
+        runtime.join_tasks();
+        let status = pool.status();
+        assert_eq!(occupancy(status), (1, 1, 0, 0, 0));
+        assert_eq!(status.leases, 0);
+        assert_eq!(pool.counters().checkouts, 3);
+        let book = books.0.book();
+        assert_eq!(book.created, 1, "max_size 1: one creation");
+        assert!(book.most_leases <= 2, "{book:?}");
+    });
+}
+
+/// An acquire polled once and dropped behind a full object, while one of
+/// its two leases comes back: served at once, served and then cancelled
+/// (the lease is passed on and comes back), or never served; every lease
+/// comes back and the object ends up idle.
+#[test]
+fn cancelled_shared_acquire_races_a_lease_coming_back() {
+    model(MIN_RUNS, || {
+        let (pool, books, runtime) = shared_pool();
+        let a = block_on(pool.acquire()).expect("a lease");
+        let b = block_on(pool.acquire()).expect("a second lease");
+        let canceller = {
+            let (pool, books) = (pool.clone(), books.clone());
+            thread::spawn(move || {
+                if let Poll::Ready(outcome) = poll_once(pool.acquire()) {
+                    books.use_lease(outcome.expect("served at once"));
+                }
+            })
+        };
+        drop(a);
+        canceller.join().unwrap();
+        assert_eq!(pool.status().leases, 1, "only b is out");
+        drop(b);
+        runtime.join_tasks();
+        let status = pool.status();
+        assert_eq!((occupancy(status), status.leases), ((1, 1, 0, 0, 0), 0));
+        assert_eq!(books.0.book().created, 1);
+    });
+}
+
+/// The pool closes while a waiter queues behind a full object whose
+/// leases come back around the close: the waiter gets a lease (its object
+/// closed once its last lease is back) or `Closed`; the object is closed
+/// exactly once and nothing is left.
+#[test]
+fn close_races_shared_leases_coming_back() {
+    model(MIN_RUNS, || {
+        let (pool, books, runtime) = shared_pool();
+        let a = block_on(pool.acquire()).expect("a lease");
+        let b = block_on(pool.acquire()).expect("a second lease");
+        let waiter = {
+            let (pool, books) = (pool.clone(), books.clone());
+            thread::spawn(move || match block_on(pool.acquire()) {
+                Ok(lease) => books.use_lease(lease),
+                Err(PoolError::Closed) => {}
+                Err(other) => panic!("neither a lease nor Closed: {other:?}"),
+            })
+        };
+        drop(a);
+        block_on(pool.close()).expect("closes cleanly");
+        drop(b);
+        waiter.join().unwrap();
+        runtime.join_tasks();
+        let status = pool.status();
+        assert!(status.closed);
+        assert_eq!((occupancy(status), status.leases), ((0, 0, 0, 0, 0), 0));
+        books.0.check(0);
     });
 }

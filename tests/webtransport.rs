@@ -42,8 +42,8 @@ use wtpool::{ConfigError, Factory, Pool, PoolError, Pooled, Status, TimeoutKind}
 use wtpool_webtransport::echo::{EchoServer, EchoServerOptions, StreamEnds};
 use wtpool_webtransport::{
     ABANDONED_STREAM_CODE, ClientEndpoint, ClientOptions, ConnectionPool, DEFAULT_CREATE_TIMEOUT,
-    DEFAULT_MAX_CREATING, ServerCertificate, SessionFactory, SessionPool, SharedSessionPool,
-    Stream, StreamPool, WebTransportError, client_endpoint,
+    DEFAULT_MAX_CREATING, Fleet, FleetSettings, ServerCertificate, SessionFactory, SessionPool,
+    SharedSessionPool, Stream, StreamPool, WebTransportError, client_endpoint,
 };
 use wtransport::tls::Sha256Digest;
 use wtransport::{Connection, Identity, RecvStream, SendStream, VarInt};
@@ -1160,8 +1160,12 @@ async fn wrong_path_is_rejected<R: TestRuntime>() {
     let endpoint = endpoint::<R>(server.certificate_hash());
     let mut url = server.url();
     url.set_path("/no-such-path");
-    let pool = pool_to::<R>(endpoint.clone(), url, 2, CREATE_TIMEOUT);
-    let error = acquire_fails(&pool, CREATE_TIMEOUT, 2).await;
+    let pool = SessionPool::<R>::builder(endpoint.clone(), url, 2)
+        .expect("a valid URL")
+        .options(|o| o.refusal_backoff(Duration::from_secs(60)))
+        .build()
+        .expect("a valid pool");
+    let error = acquire_fails(&pool, CREATE_TIMEOUT, 1).await;
     assert!(
         matches!(
             error,
@@ -1169,6 +1173,11 @@ async fn wrong_path_is_rejected<R: TestRuntime>() {
         ),
         "{error}"
     );
+    // A rejection is a refusal: the next acquire, in the back-off, fails
+    // at once without a handshake.
+    let error = failure(pool.acquire().await, "an acquire in the back-off");
+    assert!(matches!(error, PoolError::Refused { .. }), "{error}");
+    assert_eq!(server.sessions_requested(), 1);
     assert_eq!(server.sessions_accepted(), 0);
     endpoint_still_works::<R>(endpoint, &server).await;
 }
@@ -1314,6 +1323,7 @@ async fn server_session_limit_rejects_the_next_session<R: TestRuntime>() {
         "{error}"
     );
     assert_eq!(occupancy(pool.status()), (1, 0, 1));
+    assert_eq!(server.sessions_requested(), 2);
 
     // The one session is reused.
     let id = first.stable_id();
@@ -1321,17 +1331,104 @@ async fn server_session_limit_rejects_the_next_session<R: TestRuntime>() {
     let again = pool.acquire().await.expect("the pooled session");
     assert_eq!(again.stable_id(), id);
 
-    // Once it is gone, a new one is accepted.
+    // Once it is gone, a new one is accepted, when the back-off the refusal
+    // started is over.
     let old = (*again).clone();
     again.discard().await.expect("discard closes the session");
     wait_until::<R>("the server sees the session closed", || {
         server.sessions_open() == 0
     })
     .await;
-    let new = pool.acquire().await.expect("a new session");
+    let new = acquire_after_back_off(&pool).await;
     assert_ne!(new.stable_id(), old.stable_id());
     echo_on(&new, b"new").await;
     assert_eq!(server.sessions_accepted(), 2);
+}
+
+/// An acquire that waits out the back-off of a refusal, by the `retry_in`
+/// the pool reports.
+async fn acquire_after_back_off<R: TestRuntime>(pool: &Sessions<R>) -> Pooled<SessionFactory, R> {
+    loop {
+        match pool.acquire().await {
+            Ok(session) => return session,
+            Err(PoolError::Refused { retry_in }) => R::default().sleep(retry_in).await,
+            Err(other) => panic!("neither a session nor the back-off: {other}"),
+        }
+    }
+}
+
+/// A server that answers 429: the pool's waiters fail at once, one with the
+/// refusal and the others `Refused`, after one handshake rather than one
+/// each; acquires in the back-off fail without a handshake (an idle session
+/// is still served); a shared pool does the same. (That the pool connects
+/// once the back-off is over: `server_session_limit_rejects_the_next_session`.)
+async fn a_refusing_server_is_not_stormed<R: TestRuntime>() {
+    let server = EchoServer::start(EchoServerOptions {
+        max_sessions: Some(1),
+        ..server_options()
+    })
+    .expect("start the echo server");
+    let pool = SessionPool::<R>::builder(endpoint::<R>(server.certificate_hash()), server.url(), 8)
+        .expect("a valid URL")
+        .options(|o| o.max_creating(1).refusal_backoff(Duration::from_secs(60)))
+        .build()
+        .expect("a valid pool");
+    let held = pool
+        .acquire()
+        .await
+        .expect("the one session the server allows");
+    let outcomes = join_all((0..8).map(|_| pool.acquire())).await;
+    let refused = |o: &&Result<_, Error>| {
+        matches!(
+            o,
+            Err(PoolError::Create(WebTransportError::SessionRejected { .. }))
+        )
+    };
+    let backed_off = |o: &&Result<_, Error>| matches!(o, Err(PoolError::Refused { .. }));
+    assert_eq!(outcomes.iter().filter(refused).count(), 1);
+    assert_eq!(outcomes.iter().filter(backed_off).count(), 7);
+    assert_eq!(
+        server.sessions_requested(),
+        2,
+        "one handshake for eight waiters"
+    );
+    // In the back-off: refused at once, no handshake, the idle session still served.
+    assert!(
+        matches!(pool.acquire().await, Err(PoolError::Refused { retry_in }) if retry_in > Duration::ZERO)
+    );
+    assert_eq!(server.sessions_requested(), 2);
+    assert_eq!(pool.counters().refused, 1);
+    drop(held);
+    let again = pool
+        .acquire()
+        .await
+        .expect("the idle session, back-off or not");
+    echo_on(&again, b"still served").await;
+    drop(again);
+
+    // The same for a shared pool: 20 borrowers of a full session.
+    let shared = SharedSessionPool::<R>::builder(
+        endpoint::<R>(server.certificate_hash()),
+        server.url(),
+        2,
+        4,
+    )
+    .expect("a valid URL")
+    .options(|o| o.max_creating(1).refusal_backoff(Duration::from_secs(60)))
+    .build()
+    .expect("a valid pool");
+    let requested = server.sessions_requested();
+    let outcomes = join_all((0..20).map(|_| shared.acquire())).await;
+    assert!(
+        outcomes.iter().all(Result::is_err),
+        "the server allows no more"
+    );
+    assert_eq!(
+        server.sessions_requested(),
+        requested + 1,
+        "one handshake for 20"
+    );
+    assert_eq!(checked(shared.status()).size, 0);
 }
 
 // ----- streams -----
@@ -2016,9 +2113,139 @@ async fn shared_acquire_cancelled_anywhere_loses_nothing<R: TestRuntime>() {
     shared_request(&pool, b"still serving").await;
 }
 
+// ----- a fleet of servers -----
+
+fn fleet_of<R: TestRuntime>(hash: Sha256Digest, settings: FleetSettings) -> Fleet<R> {
+    Fleet::<R>::new(endpoint::<R>(hash), settings).expect("a valid fleet")
+}
+
+/// 8 servers x 16 tasks, each task 4 requests on streams of `open_bi`,
+/// under a cap of 16 sessions (8 servers would take 32 at 4 each): no
+/// request fails, the cap is never exceeded (sampled), every server is
+/// served.
+async fn a_fleet_serves_eight_servers_under_one_cap<R: TestRuntime>() {
+    let identity = Arc::new(Identity::self_signed(["localhost", "127.0.0.1"]).unwrap());
+    let servers: Vec<_> = (0..8)
+        .map(|_| {
+            EchoServer::start(EchoServerOptions {
+                identity: Some(identity.clone()),
+                ..server_options()
+            })
+            .expect("start an echo server")
+        })
+        .collect();
+    let hash = servers[0].certificate_hash();
+    let settings = FleetSettings {
+        max_sessions: 16,
+        max_sessions_per_server: 4,
+        max_leases: 4,
+        ..FleetSettings::default()
+    };
+    let fleet = fleet_of::<R>(hash, settings);
+    let urls: Vec<_> = servers.iter().map(EchoServer::url).collect();
+    let task = |n: usize| {
+        let (fleet, url) = (&fleet, &urls[n % 8]);
+        async move {
+            for i in 0..4 {
+                let stream = fleet.open_bi(url).await.expect("a stream");
+                let (mut send, mut recv, _lease) = stream.into_parts();
+                echo_over(&mut send, &mut recv, format!("{n}/{i}").as_bytes()).await;
+            }
+        }
+    };
+    // Places under the cap (sessions open and handshakes under way) are
+    // counted under one lock: exact whenever sampled. (Adding up the
+    // servers' pools is not: a session can leave one and its place go to
+    // another between two reads.)
+    let mut most_open = 0;
+    while_sampling::<R, _>(join_all((0..128).map(task)), || {
+        let open = fleet.status().open;
+        assert!(open <= 16, "{open} sessions open");
+        most_open = most_open.max(open);
+    })
+    .await;
+    let status = fleet.status();
+    assert_eq!(status.servers.len(), 8);
+    for server in &servers {
+        assert_eq!(
+            server.streams_accepted(),
+            64,
+            "every request of every server"
+        );
+    }
+    assert!(most_open <= 16);
+    assert_eq!(status.total().leases, 0);
+    // Creations started for waiters that were served meanwhile by leases
+    // coming back go on; once they are done, every session the servers
+    // accepted is held or was closed, and those held fit under the cap.
+    wait_until::<R>("the creations end", || fleet.status().total().creating == 0).await;
+    let status = fleet.status();
+    let closed: u64 = status.servers.iter().map(|s| s.counters.closed).sum();
+    let accepted: usize = servers.iter().map(EchoServer::sessions_accepted).sum();
+    assert_eq!(accepted as u64 - closed, status.total().size as u64);
+    assert!(status.total().size <= 16, "{status:?}");
+}
+
+/// A cap of one session: a second server's session closes the first's
+/// idle one. The same URL from another client endpoint (other pins, other
+/// settings) is a server of its own. A session unused for `forget_after` is
+/// closed, and its server then forgotten.
+async fn a_fleet_evicts_and_forgets<R: TestRuntime>() {
+    let server = start_server();
+    let settings = FleetSettings {
+        max_sessions: 1,
+        forget_after: Duration::from_secs(600),
+        ..FleetSettings::default()
+    };
+    let fleet = fleet_of::<R>(server.certificate_hash(), settings);
+    let first = fleet.acquire(&server.url()).await.expect("a session");
+    echo_on(&first, b"first").await;
+    drop(first);
+    let pool = fleet.pool(&server.url()).expect("its pool");
+    assert_eq!(checked(pool.status()).idle, 1);
+
+    let other_client = endpoint::<R>(server.certificate_hash());
+    let other = fleet
+        .pool_from(&other_client, &server.url())
+        .expect("a pool");
+    let second = other
+        .acquire()
+        .await
+        .expect("a session from the other endpoint");
+    echo_on(&second, b"second").await;
+    assert_eq!(checked(pool.status()).size, 0, "closed for the cap");
+    assert_eq!(pool.counters().closed, 1);
+    let status = fleet.status();
+    assert_eq!((status.open, status.servers.len()), (1, 2));
+    assert_eq!(server.sessions_accepted(), 2);
+    drop(second);
+
+    // Forgetting, in a fleet that forgets fast: touching only its own
+    // endpoint's server, the other one's session is closed once it idled
+    // for `forget_after`, and the server then forgotten.
+    let settings = FleetSettings {
+        forget_after: Duration::from_millis(100),
+        ..FleetSettings::default()
+    };
+    let fleet = fleet_of::<R>(server.certificate_hash(), settings);
+    let other = fleet
+        .pool_from(&other_client, &server.url())
+        .expect("a pool");
+    drop(other.acquire().await.expect("a session"));
+    wait_until::<R>("the unused server is forgotten", || {
+        let _ = fleet.pool(&server.url());
+        fleet.status().servers.len() == 1
+    })
+    .await;
+    wait_until::<R>("its session is closed", || fleet.status().open == 0).await;
+    assert_eq!(other.counters().closed, 1);
+}
+
 // ----- the tests, on both runtimes -----
 
 scenarios!(
+    a_fleet_serves_eight_servers_under_one_cap,
+    a_fleet_evicts_and_forgets,
     shared_sessions_carry_a_thousand_borrowers,
     a_shared_session_the_server_closes_takes_no_new_lease,
     shared_acquire_cancelled_anywhere_loses_nothing,
@@ -2039,6 +2266,7 @@ scenarios!(
     unresolvable_host_is_a_resolve_error,
     bad_urls_and_settings_fail_at_construction,
     server_session_limit_rejects_the_next_session,
+    a_refusing_server_is_not_stormed,
     stream_is_reused_after_a_round_trip,
     spent_streams_are_not_pooled_again,
     streams_the_peer_ended_are_not_reused,

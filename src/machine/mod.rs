@@ -57,8 +57,10 @@
 //!    free lease, goes to the oldest waiter, never to a newcomer).
 //! 3. **No stall**: the machine has started every creation it may: queued
 //!    waiters (`max_leases` per creation) and the `min_idle` target are
-//!    covered by creations in flight, unless capacity, `max_creating` or the
-//!    refill back-off forbids more.
+//!    covered by creations in flight, unless capacity, `max_creating`, the
+//!    refill back-off or a refusal back-off forbids more; and in a refusal
+//!    back-off, every queued waiter is covered by a creation in flight (the
+//!    others were failed at once).
 //! 4. **Closed**: once closed, nothing is idle, no waiter is queued and
 //!    every lent object is retired.
 //! 5. **Queue**: the waiter registry's links and counts agree.
@@ -98,6 +100,12 @@ use waiters::{Key, Taken, Waiters};
 pub const REFILL_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// The longest pause between background refill attempts that keep failing.
 pub const REFILL_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The first pause after a creation the peer refused, by default
+/// ([`Limits::refusal_backoff`]).
+pub const DEFAULT_REFUSAL_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest pause after refusals that keep coming (unless
+/// [`Limits::refusal_backoff`] is longer).
+pub const REFUSAL_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// The limits a [`PoolState`] keeps. Build one with [`Limits::new`] and the
 /// `with_*` methods; [`PoolState::new`] checks it.
@@ -114,6 +122,10 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
     /// An object this old is closed instead of being handed out or pooled.
     pub max_lifetime: Option<Duration>,
+    /// The first pause after a creation the peer refused
+    /// ([`PoolState::handle_create_refused`]); each refusal in a row doubles
+    /// it, up to [`REFUSAL_BACKOFF_MAX`] (or this, if longer).
+    pub refusal_backoff: Duration,
 }
 
 impl Limits {
@@ -125,6 +137,7 @@ impl Limits {
             min_idle: 0,
             idle_timeout: None,
             max_lifetime: None,
+            refusal_backoff: DEFAULT_REFUSAL_BACKOFF,
         }
     }
 
@@ -145,6 +158,7 @@ impl Limits {
         for (name, value) in [
             ("idle_timeout", self.idle_timeout),
             ("max_lifetime", self.max_lifetime),
+            ("refusal_backoff", Some(self.refusal_backoff)),
         ] {
             if value == Some(Duration::ZERO) {
                 return Err(ConfigError::ZeroDuration(name));
@@ -275,6 +289,13 @@ pub enum Acquire<T> {
     Queued(WaiterId),
     /// The pool is closed.
     Closed,
+    /// Nothing is ready, and a creation was refused lately: the pool backs
+    /// off until `until` rather than queue the caller for a creation that
+    /// would be refused too.
+    Refused {
+        /// When the back-off ends.
+        until: Instant,
+    },
 }
 
 /// Why a waiter was served without an object.
@@ -284,6 +305,12 @@ pub enum Failure<E> {
     Closed,
     /// The creation meant for this waiter failed.
     Create(E),
+    /// A creation was refused (for another waiter), and the pool backs off
+    /// until `until` rather than try one for this waiter.
+    Refused {
+        /// When the back-off ends.
+        until: Instant,
+    },
 }
 
 /// The answer to [`poll_waiter`](PoolState::poll_waiter).
@@ -458,6 +485,10 @@ pub struct Counters {
     /// Closes that failed, as the driver reported with
     /// [`handle_close_failed`](PoolState::handle_close_failed).
     pub close_failed: u64,
+    /// Creations the peer refused, as the driver reported with
+    /// [`handle_create_refused`](PoolState::handle_create_refused) (counted
+    /// in `create_failed` too).
+    pub refused: u64,
 }
 
 /// An object in the idle list.
@@ -518,6 +549,9 @@ pub struct PoolState<T, E, W> {
     /// Background refill is paused until then, after a refill failed.
     refill_paused_until: Option<Instant>,
     refill_backoff: Duration,
+    /// No creation starts until then, after a creation was refused.
+    refused_until: Option<Instant>,
+    refusal_backoff: Duration,
     counters: Counters,
 }
 
@@ -555,6 +589,7 @@ impl<T, E, W> PoolState<T, E, W> {
 
     fn with_leases(limits: Limits, leases: Option<Leases<T>>) -> Result<Self, ConfigError> {
         limits.validate()?;
+        let refusal_backoff = limits.refusal_backoff;
         let mut state = PoolState {
             id: PoolId::fresh(),
             limits,
@@ -569,6 +604,8 @@ impl<T, E, W> PoolState<T, E, W> {
             next_lifetime_sweep: None,
             refill_paused_until: None,
             refill_backoff: REFILL_BACKOFF_MIN,
+            refused_until: None,
+            refusal_backoff,
             counters: Counters::default(),
         };
         state.start_creations();
@@ -618,6 +655,11 @@ impl<T, E, W> PoolState<T, E, W> {
 
     /// Asks for an object.
     ///
+    /// While a refusal back-off runs (see
+    /// [`handle_create_refused`](Self::handle_create_refused)), a caller that
+    /// finds nothing ready gets [`Acquire::Refused`] instead of a place in
+    /// the queue.
+    ///
     /// When nobody is queued, idle objects are tried most recently used first:
     /// one past `max_lifetime`, or one that `is_alive` finds dead, is closed
     /// (its slot freed) and the next one tried. In a shared pool, once no idle
@@ -641,6 +683,13 @@ impl<T, E, W> PoolState<T, E, W> {
             // `min_idle` short: start the refill now (invariant 3).
             self.start_creations();
             return Acquire::Ready(self.hand_out(checkout));
+        }
+        if let Some(until) = self.refused_until {
+            if now < until {
+                return Acquire::Refused { until };
+            }
+            // The back-off is over: this caller's creation tries again.
+            self.refused_until = None;
         }
         let key = self.waiters.push(payload());
         self.start_creations();
@@ -816,6 +865,8 @@ impl<T, E, W> PoolState<T, E, W> {
         self.creating -= 1;
         self.counters.created += 1;
         self.refill_backoff = REFILL_BACKOFF_MIN;
+        self.refused_until = None;
+        self.refusal_backoff = self.limits.refusal_backoff;
         let meta = ObjectMeta {
             id: self.next_object_id,
             created_at: now,
@@ -843,21 +894,61 @@ impl<T, E, W> PoolState<T, E, W> {
         }
         self.creating -= 1;
         self.counters.create_failed += 1;
-        // Each creation in flight serves up to `max_leases` waiters.
-        let covered = self.creating.saturating_mul(self.max_leases());
-        let undelivered = if self.waiters.waiting() > covered {
-            match self.waiters.serve_oldest(Err(Failure::Create(error))) {
+        let undelivered = self.fail_uncovered(error);
+        if undelivered.is_some() {
+            self.refill_paused_until = Some(now + self.refill_backoff);
+            self.refill_backoff = (self.refill_backoff * 2).min(REFILL_BACKOFF_MAX);
+        }
+        self.start_creations();
+        Ok(undelivered)
+    }
+
+    /// Reports a creation the peer refused (an HTTP 429 or 503, a refused
+    /// handshake): a sign that the next ones would be refused too. No
+    /// creation starts until a back-off ends ([`Limits::refusal_backoff`],
+    /// 0.5 s by default, doubling with each refusal in a row up to 30 s,
+    /// reset by a creation that succeeds); the oldest
+    /// waiter no creation in flight covers gets `error`, and every other one
+    /// [`Failure::Refused`] at once, rather than a handshake of its own.
+    /// Returns `error` if no waiter took it.
+    pub fn handle_create_refused(
+        &mut self,
+        ticket: CreateTicket,
+        error: E,
+        now: Instant,
+    ) -> Result<Option<E>, Foreign<CreateTicket>> {
+        if ticket.pool != self.id {
+            return Err(Foreign(ticket));
+        }
+        self.creating -= 1;
+        self.counters.create_failed += 1;
+        self.counters.refused += 1;
+        self.refused_until = Some(now.checked_add(self.refusal_backoff).unwrap_or(now));
+        let longest = REFUSAL_BACKOFF_MAX.max(self.limits.refusal_backoff);
+        self.refusal_backoff = (self.refusal_backoff * 2).min(longest);
+        Ok(self.fail_uncovered(error))
+    }
+
+    /// A creation failed: fails the oldest waiter that the creations still
+    /// in flight do not cover (each serves up to `max_leases`) with `error`,
+    /// and, while a refusal back-off runs (no creation will start for
+    /// them), every other uncovered waiter with [`Failure::Refused`].
+    /// Returns `error` if no waiter took it.
+    fn fail_uncovered(&mut self, error: E) -> Option<E> {
+        let mut error = Some(error);
+        while self.waiters.waiting() > self.creating.saturating_mul(self.max_leases()) {
+            let failure = match (error.take(), self.refused_until) {
+                (Some(error), _) => Failure::Create(error),
+                (None, Some(until)) => Failure::Refused { until },
+                // The next creation serves the others.
+                (None, None) => break,
+            };
+            match self.waiters.serve_oldest(Err(failure)) {
                 Ok(payload) => self.actions.push_back(Action::Wake(payload)),
                 Err(_) => unreachable!("a waiter is queued"),
             }
-            None
-        } else {
-            self.refill_paused_until = Some(now + self.refill_backoff);
-            self.refill_backoff = (self.refill_backoff * 2).min(REFILL_BACKOFF_MAX);
-            Some(error)
-        };
-        self.start_creations();
-        Ok(undelivered)
+        }
+        error
     }
 
     /// Reports that closing an object ([`Action::Close`]) failed. The object has
@@ -867,10 +958,14 @@ impl<T, E, W> PoolState<T, E, W> {
     }
 
     /// Lets time pass: closes idle objects past `idle_timeout` (keeping
-    /// `min_idle`) or `max_lifetime`, and resumes a paused refill.
+    /// `min_idle`) or `max_lifetime`, resumes a paused refill and ends a
+    /// refusal back-off.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.refill_paused_until.is_some_and(|until| until <= now) {
             self.refill_paused_until = None;
+        }
+        if self.refused_until.is_some_and(|until| until <= now) {
+            self.refused_until = None;
         }
         if let Some(idle_timeout) = self.limits.idle_timeout {
             while self.idle.len() > self.limits.min_idle
@@ -978,7 +1073,7 @@ impl<T, E, W> PoolState<T, E, W> {
 
     /// When [`handle_timeout`](Self::handle_timeout) has work next: the
     /// earliest idle-timeout or lifetime deadline of an idle object, or the end
-    /// of a refill pause.
+    /// of a refill pause or of a refusal back-off.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let idle_deadline = match (self.limits.idle_timeout, self.idle.front()) {
             (Some(timeout), Some(front)) if self.idle.len() > self.limits.min_idle => {
@@ -990,6 +1085,7 @@ impl<T, E, W> PoolState<T, E, W> {
             idle_deadline,
             self.next_lifetime_sweep,
             self.refill_paused_until,
+            self.refused_until,
         ]
         .into_iter()
         .flatten()
@@ -1186,6 +1282,7 @@ impl<T, E, W> PoolState<T, E, W> {
     /// Whether one more creation may and should start (invariant 3 is `!self.may_create()`).
     fn may_create(&self) -> bool {
         !self.closed
+            && self.refused_until.is_none()
             && self.size() < self.limits.max_size
             && self.creating < self.limits.max_creating
             && self.creating < self.creations_wanted()
@@ -1218,6 +1315,13 @@ impl<T, E, W> PoolState<T, E, W> {
         }
         if self.may_create() {
             return Err(format!("a creation could start but did not: {status:?}"));
+        }
+        if self.refused_until.is_some()
+            && status.waiting > self.creating.saturating_mul(self.max_leases())
+        {
+            return Err(format!(
+                "waiters no creation covers in a refusal back-off: {status:?}"
+            ));
         }
         if self.closed && (status.idle > 0 || status.waiting > 0) {
             return Err(format!("closed but still holding: {status:?}"));

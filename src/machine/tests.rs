@@ -85,6 +85,14 @@ fn zero_sizes_are_config_errors() {
         State::new(l).unwrap_err(),
         ConfigError::ZeroDuration("idle_timeout")
     );
+    let l = Limits {
+        refusal_backoff: Duration::ZERO,
+        ..Limits::new(2)
+    };
+    assert_eq!(
+        State::new(l).unwrap_err(),
+        ConfigError::ZeroDuration("refusal_backoff")
+    );
     let mut s = State::new(Limits::new(2)).unwrap();
     assert_eq!(s.resize(0), Err(ConfigError::ZeroMaxSize));
     assert_eq!(s.limits().max_size, 2);
@@ -866,4 +874,157 @@ fn a_failed_shared_creation_fails_one_waiter_and_tries_again() {
         Failure::Create("refused")
     );
     assert_eq!(s.status().creating, 2);
+}
+
+// ----- refusals -----
+
+#[test]
+fn a_refusal_fails_every_uncovered_waiter_at_once_and_backs_off() {
+    let now = t0();
+    let mut s = State::new(Limits::new(2)).unwrap();
+    let waiters: Vec<_> = (0..5)
+        .map(|n| queued(s.acquire(now, |_| true, || n)))
+        .collect();
+    let mut t = tickets(drain(&mut s)).into_iter();
+    assert_eq!(t.len(), 2);
+    // One of two creations refused: one waiter is still covered by the
+    // other; the other four fail at once, the oldest with the error.
+    let undelivered = s
+        .handle_create_refused(t.next().unwrap(), "429", now)
+        .unwrap();
+    assert_eq!(undelivered, None);
+    let actions = drain(&mut s);
+    assert_eq!(wakes(&actions), 4);
+    assert!(tickets(actions).is_empty(), "no creation in the back-off");
+    let until = now + DEFAULT_REFUSAL_BACKOFF;
+    let mut waiters = waiters.into_iter();
+    assert_eq!(
+        served(&mut s, waiters.next().unwrap()).unwrap_err(),
+        Failure::Create("429")
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            served(&mut s, waiters.next().unwrap()).unwrap_err(),
+            Failure::Refused { until }
+        );
+    }
+    assert_eq!((s.status().waiting, s.counters().refused), (1, 1));
+    assert_eq!(s.poll_timeout(), Some(until));
+    // The last waiter's creation succeeds: the back-off ends.
+    s.handle_created(t.next().unwrap(), 7, now).unwrap();
+    drain(&mut s);
+    assert_eq!(
+        *served(&mut s, waiters.next().unwrap()).unwrap().object(),
+        7
+    );
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn an_acquire_in_the_back_off_is_refused_without_a_creation() {
+    let now = t0();
+    let mut s = State::new(Limits::new(2)).unwrap();
+    let w = queued(s.acquire(now, |_| true, || 0));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_create_refused(t, "503", now).unwrap();
+    drain(&mut s);
+    assert_eq!(served(&mut s, w).unwrap_err(), Failure::Create("503"));
+    let until = now + DEFAULT_REFUSAL_BACKOFF;
+    let soon = now + DEFAULT_REFUSAL_BACKOFF / 2;
+    assert!(matches!(s.acquire(soon, |_| true, || 1), Acquire::Refused { until: u } if u == until));
+    assert!(drain(&mut s).is_empty());
+    assert_eq!(s.status().waiting, 0);
+    // Once it is over, the next caller queues and a creation starts.
+    queued(s.acquire(until, |_| true, || 2));
+    assert_eq!(tickets(drain(&mut s)).len(), 1);
+}
+
+#[test]
+fn refusals_in_a_row_double_the_back_off_and_a_success_resets_it() {
+    let now = t0();
+    let limits = Limits {
+        refusal_backoff: Duration::from_secs(1),
+        ..Limits::new(1)
+    };
+    let mut s = State::new(limits).unwrap();
+    let mut at = now;
+    for pause in [1, 2, 4, 8, 16, 30, 30] {
+        queued(s.acquire(at, |_| true, || 0));
+        let t = tickets(drain(&mut s))
+            .pop()
+            .expect("a creation once the back-off is over");
+        s.handle_create_refused(t, "429", at).unwrap();
+        drain(&mut s);
+        let until = s.poll_timeout().expect("a back-off");
+        assert_eq!(until - at, Duration::from_secs(pause));
+        s.handle_timeout(until);
+        at = until;
+    }
+    let w = queued(s.acquire(at, |_| true, || 0));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_created(t, 1, at).unwrap();
+    drain(&mut s);
+    let c = served(&mut s, w).unwrap();
+    s.detach(c).unwrap(); // the slot is free again
+    queued(s.acquire(at, |_| true, || 0));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_create_refused(t, "429", at).unwrap();
+    drain(&mut s);
+    assert_eq!(
+        s.poll_timeout(),
+        Some(at + Duration::from_secs(1)),
+        "reset by the success"
+    );
+}
+
+#[test]
+fn the_refill_waits_for_the_back_off() {
+    let now = t0();
+    let limits = Limits {
+        min_idle: 1,
+        ..Limits::new(2)
+    };
+    let mut s = State::new(limits).unwrap();
+    let t = tickets(drain(&mut s)).pop().expect("the refill");
+    // Nobody waits: the refusal is not delivered, and the refill pauses.
+    assert_eq!(s.handle_create_refused(t, "429", now).unwrap(), Some("429"));
+    assert!(tickets(drain(&mut s)).is_empty());
+    s.handle_timeout(now + DEFAULT_REFUSAL_BACKOFF);
+    assert_eq!(tickets(drain(&mut s)).len(), 1, "the refill resumes");
+}
+
+#[test]
+fn a_plain_failure_in_the_back_off_fails_every_uncovered_waiter() {
+    let now = t0();
+    let mut s = shared(3, 2);
+    let waiters: Vec<_> = (0..6)
+        .map(|n| queued(s.acquire(now, |_| true, || n)))
+        .collect();
+    let mut t = tickets(drain(&mut s)).into_iter();
+    assert_eq!(t.len(), 3);
+    // Refused: 6 waiters, 2 creations left for 2 each: the two oldest fail.
+    s.handle_create_refused(t.next().unwrap(), "429", now)
+        .unwrap();
+    assert_eq!(wakes(&drain(&mut s)), 2);
+    // A timeout then: no creation will start in the back-off, so both
+    // waiters it covered fail too, rather than wait for nothing.
+    s.handle_create_failed(t.next().unwrap(), "timeout", now)
+        .unwrap();
+    assert_eq!(wakes(&drain(&mut s)), 2);
+    let outcomes: Vec<_> = waiters
+        .into_iter()
+        .take(4)
+        .map(|w| served(&mut s, w).unwrap_err())
+        .collect();
+    let until = now + DEFAULT_REFUSAL_BACKOFF;
+    assert_eq!(
+        outcomes,
+        [
+            Failure::Create("429"),
+            Failure::Refused { until },
+            Failure::Create("timeout"),
+            Failure::Refused { until }
+        ]
+    );
+    assert_eq!(s.status().waiting, 2);
 }

@@ -26,6 +26,9 @@ use crate::harness::{lock, take_one};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TestError(pub &'static str);
 
+/// What a refused creation fails with (see `Counting::refuse_all`).
+pub const REFUSED: TestError = TestError("refused");
+
 impl fmt::Display for TestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0)
@@ -64,6 +67,8 @@ struct Shared {
     creates_running: AtomicUsize,
     creates_cancelled: AtomicUsize,
     fail_all: AtomicBool,
+    /// Every creation fails with the error `is_refusal` calls a refusal.
+    refuse_all: AtomicBool,
     fail_next: AtomicUsize,
     panic_next: AtomicUsize,
     close_fails: AtomicBool,
@@ -171,6 +176,11 @@ impl<R: Runtime> Counting<R> {
     }
 
     /// The next `n` creations fail.
+    /// Every creation from now on is refused (`REFUSED`), or none.
+    pub fn refuse_all(&self, refuse: bool) {
+        self.shared.refuse_all.store(refuse, Ordering::SeqCst);
+    }
+
     pub fn fail_next(&self, n: usize) {
         self.shared.fail_next.store(n, Ordering::SeqCst);
     }
@@ -293,6 +303,9 @@ impl<R: Runtime> Factory for Counting<R> {
         if take_one(&shared.panic_next) {
             panic!("the test factory panics in create, as asked");
         }
+        if shared.refuse_all.load(Ordering::SeqCst) {
+            return Err(REFUSED);
+        }
         if injected_failure || shared.fail_all.load(Ordering::SeqCst) || take_one(&shared.fail_next)
         {
             return Err(TestError("create failed"));
@@ -305,6 +318,10 @@ impl<R: Runtime> Factory for Counting<R> {
 
     fn is_alive(&self, object: &mut Obj) -> bool {
         !lock(&self.shared.book).dead.contains(&object.id)
+    }
+
+    fn is_refusal(&self, error: &TestError) -> bool {
+        *error == REFUSED
     }
 
     async fn close(&self, object: Obj) -> Result<(), TestError> {

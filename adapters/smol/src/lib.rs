@@ -132,10 +132,13 @@ pub type StreamPool = wtpool_webtransport::StreamPool<Smol>;
 pub type SharedSessionPool = wtpool_webtransport::SharedSessionPool<Smol>;
 /// A stream opened by [`SharedSessionPool::open_bi`], with its session's lease.
 pub type SharedStream = wtpool_webtransport::SharedStream<Smol>;
+/// Shared sessions to any number of servers, under one cap.
+pub type Fleet = wtpool_webtransport::Fleet<Smol>;
 
 pub use wtpool_webtransport::{
-    ClientEndpoint, ClientOptions, DEFAULT_MAX_LEASES, ServerCertificate, SessionFactory,
-    SharedSessionError, Stream, StreamFactory, WebTransportError, echo,
+    ClientEndpoint, ClientOptions, DEFAULT_MAX_LEASES, FleetSettings, FleetStatus,
+    ServerCertificate, ServerStatus, SessionFactory, SharedSessionError, Stream, StreamFactory,
+    WebTransportError, echo,
 };
 pub use {url, wtransport};
 

@@ -194,10 +194,13 @@ pub type StreamPool = wtpool_webtransport::StreamPool<Tokio>;
 pub type SharedSessionPool = wtpool_webtransport::SharedSessionPool<Tokio>;
 /// A stream opened by [`SharedSessionPool::open_bi`], with its session's lease.
 pub type SharedStream = wtpool_webtransport::SharedStream<Tokio>;
+/// Shared sessions to any number of servers, under one cap.
+pub type Fleet = wtpool_webtransport::Fleet<Tokio>;
 
 pub use wtpool_webtransport::{
-    ClientEndpoint, ClientOptions, DEFAULT_MAX_LEASES, ServerCertificate, SessionFactory,
-    SharedSessionError, Stream, StreamFactory, WebTransportError, echo,
+    ClientEndpoint, ClientOptions, DEFAULT_MAX_LEASES, FleetSettings, FleetStatus,
+    ServerCertificate, ServerStatus, SessionFactory, SharedSessionError, Stream, StreamFactory,
+    WebTransportError, echo,
 };
 pub use {url, wtransport};
 

@@ -101,6 +101,7 @@ pub struct EchoServer {
 
 #[derive(Default)]
 struct Stats {
+    requested: AtomicUsize,
     accepted: AtomicUsize,
     open: AtomicUsize,
     streams: AtomicUsize,
@@ -221,6 +222,12 @@ impl EchoServer {
     /// Its identity, to start another server with the same certificate.
     pub fn identity(&self) -> Arc<Identity> {
         self.identity.clone()
+    }
+
+    /// Session requests (the CONNECT of a handshake) that reached it since
+    /// it started, accepted or not.
+    pub fn sessions_requested(&self) -> usize {
+        self.stats.requested.load(Ordering::SeqCst)
     }
 
     /// Sessions accepted since it started.
@@ -355,6 +362,7 @@ async fn serve_session(
     stats: Arc<Stats>,
 ) {
     let Ok(request) = incoming.await else { return };
+    stats.requested.fetch_add(1, Ordering::SeqCst);
     if request.path() != policy.path {
         request.not_found().await;
         return;

@@ -12,6 +12,7 @@
 //! | [`SessionPool`] | sessions ([`wtransport::Connection`]) | a client endpoint the caller owns and may share, and a URL |
 //! | [`SharedSessionPool`] | sessions, each lent to up to `max_leases` borrowers at once | a client endpoint and a URL |
 //! | [`StreamPool`] | bidirectional streams ([`Stream`]) | one session |
+//! | [`Fleet`] | shared sessions to any number of servers, under one cap | a client endpoint; URLs as they come |
 //!
 //! wtransport needs a tokio runtime for its I/O; [`TransportRuntime`] says
 //! which one to use when the pool runs elsewhere. A handshake runs there
@@ -25,6 +26,7 @@ mod builder;
 mod config;
 pub mod echo;
 mod error;
+mod fleet;
 mod io;
 mod session;
 mod shared;
@@ -37,6 +39,7 @@ pub use config::{
     ClientOptions, DEFAULT_KEEP_ALIVE_INTERVAL, DEFAULT_MAX_IDLE_TIMEOUT, ServerCertificate,
 };
 pub use error::WebTransportError;
+pub use fleet::{Fleet, FleetSettings, FleetStatus, ServerStatus};
 pub use io::TransportRuntime;
 pub use session::{
     ClientEndpoint, ConnectionPool, ConnectionPoolBuilder, SessionFactory, SessionPool,

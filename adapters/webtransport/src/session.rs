@@ -15,6 +15,7 @@ use url::Url;
 use wtransport::endpoint::endpoint_side::Client;
 use wtransport::{ClientConfig, Connection, Endpoint, VarInt};
 
+use crate::fleet::FleetPlace;
 use crate::{Builder, ClientOptions, TransportRuntime, WebTransportError, io};
 
 /// A client endpoint (a UDP socket and its settings), shareable between
@@ -43,6 +44,12 @@ pub struct ClientEndpoint {
 }
 
 impl ClientEndpoint {
+    /// Tells endpoints apart: the same for its clones, different for any
+    /// other endpoint alive.
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.endpoint) as usize
+    }
+
     /// Whether it accepts only server certificates pinned by hash
     /// ([`ServerCertificate::Hashes`](crate::ServerCertificate::Hashes)).
     pub fn pins_certificates(&self) -> bool {
@@ -135,6 +142,9 @@ pub struct SessionFactory {
     endpoint: ClientEndpoint,
     url: Url,
     io: Option<Handle>,
+    /// In a [`Fleet`](crate::Fleet): the cap on sessions across its servers,
+    /// which each session takes a place in.
+    cap: Option<FleetPlace>,
 }
 
 impl SessionFactory {
@@ -147,7 +157,14 @@ impl SessionFactory {
             endpoint,
             url,
             io: R::default().io_handle(),
+            cap: None,
         })
+    }
+
+    /// Its sessions count against a fleet's cap, as those of the server `place` names.
+    pub(crate) fn in_fleet(mut self, place: FleetPlace) -> Self {
+        self.cap = Some(place);
+        self
     }
 
     /// The URL sessions are made to.
@@ -186,6 +203,11 @@ impl wtpool::Factory for SessionFactory {
     /// Connects; a handshake torn by wtransport's frame-reading race (see
     /// [`WebTransportError::is_torn_handshake`]) is tried once more.
     async fn create(&self) -> Result<Connection, WebTransportError> {
+        // In a fleet, a place under its cap first; given back if this fails.
+        let place = match &self.cap {
+            Some(cap) => Some(cap.take().await),
+            None => None,
+        };
         let connected = match self.connect().await {
             Err(error) if error.is_torn_handshake() => {
                 #[cfg(feature = "tracing")]
@@ -205,7 +227,22 @@ impl wtpool::Factory for SessionFactory {
                 "session refused by the server"
             );
         }
+        if let (Ok(_), Some(place)) = (&connected, place) {
+            // Held by the session until it is closed.
+            place.keep();
+        }
         connected
+    }
+
+    /// A session the server rejected (an HTTP status other than 200 at the
+    /// CONNECT: 429, 503, 404...) or a handshake it refused (a WebTransport
+    /// draft it does not speak) is a refusal: the pool backs off rather than
+    /// have every waiter try a handshake of its own.
+    fn is_refusal(&self, error: &WebTransportError) -> bool {
+        matches!(
+            error,
+            WebTransportError::SessionRejected { .. } | WebTransportError::Handshake { .. }
+        )
     }
 
     /// A session is alive until its QUIC connection has a close reason:
@@ -216,6 +253,9 @@ impl wtpool::Factory for SessionFactory {
 
     async fn close(&self, session: Connection) -> Result<(), WebTransportError> {
         session.close(VarInt::from_u32(0), b"closed by the pool");
+        if let Some(cap) = &self.cap {
+            cap.give_back();
+        }
         Ok(())
     }
 }

@@ -86,13 +86,21 @@ impl<R: TransportRuntime> SharedSessionPool<R> {
         max_sessions: usize,
         max_leases: usize,
     ) -> Result<SharedSessionPoolBuilder<R>, WebTransportError> {
-        let name = public_part(&url);
         let factory = SessionFactory::new::<R>(client.into(), url)?;
-        Ok(Builder::new(factory, name, max_sessions, move |options| {
+        Ok(Self::with_factory(factory, max_sessions, max_leases))
+    }
+
+    pub(crate) fn with_factory(
+        factory: SessionFactory,
+        max_sessions: usize,
+        max_leases: usize,
+    ) -> SharedSessionPoolBuilder<R> {
+        let name = public_part(factory.url());
+        Builder::new(factory, name, max_sessions, move |options| {
             Ok(SharedSessionPool {
                 pool: options.build_shared(max_leases)?,
             })
-        }))
+        })
     }
 
     /// Opens a bidirectional stream on the least busy live session (making
@@ -196,6 +204,10 @@ pub enum SharedSessionError {
     /// A session was leased, but the datagram could not be sent on it.
     #[error("a datagram could not be sent on a leased session")]
     Datagram(#[source] SendDatagramError),
+    /// A [`Fleet`](crate::Fleet) cannot pool sessions to this server (its
+    /// URL is not https, or has no host).
+    #[error("the fleet cannot reach this server")]
+    Server(#[source] WebTransportError),
 }
 
 impl From<wtpool::PoolError<WebTransportError>> for SharedSessionError {
