@@ -402,6 +402,13 @@ fn webtransport_round(rts: &Runtimes, target: &Target, s: &Settings, f: &mut Fig
         record_sample(f, key, &sample);
         settle();
     }
+    eprintln!("  wt/fleet");
+    let sample = bounded(requests, Box::pin(wt::fleet(requests)));
+    record_sample(f, "wt/fleet", &sample);
+    if let Some(peak) = sample.peak_open {
+        f.record("wt/fleet/peak-open", peak as f64);
+    }
+    settle();
     for (key, shared) in [("wt/cold-exclusive", false), ("wt/cold-shared", true)] {
         eprintln!("  {key}");
         let sample = bounded(
@@ -871,6 +878,25 @@ fn print_shared_sessions(f: &Figures) -> Vec<(String, bool, String)> {
         );
     }
     println!();
+    println!(
+        "Fleet: {} servers x {} tasks, a new stream per request, under a cap of {} sessions (4 per server, 4 borrowers each)",
+        wt::FLEET_SERVERS,
+        wt::FLEET_TASKS_PER_SERVER,
+        wt::FLEET_CAP
+    );
+    println!();
+    println!("| req/s | p50 | p99 | errors | sessions made | most open at once (sampled) |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {} | {} | {} |",
+        f.cell("wt/fleet/rps", "/s"),
+        f.cell("wt/fleet/p50", "us"),
+        f.cell("wt/fleet/p99", "us"),
+        f.median("wt/fleet/errors"),
+        f.median("wt/fleet/connections"),
+        f.median("wt/fleet/peak-open"),
+    );
+    println!();
     let rps = |key: &str| f.median(&format!("{key}/rps"));
     let vs_floor = rps("wt/shared-pool") / rps("wt/shared-floor");
     let vs_exclusive = rps("wt/shared-pool") / rps("wt/shared-exclusive");
@@ -897,6 +923,19 @@ fn print_shared_sessions(f: &Figures) -> Vec<(String, bool, String)> {
             "shared cold start ≥ 5x faster than exclusive".into(),
             colder >= 5.0,
             format!("{colder:.1}x"),
+        ),
+        (
+            format!(
+                "fleet: no request fails, at most {} sessions open, every server served",
+                wt::FLEET_CAP
+            ),
+            f.median("wt/fleet/errors") == 0.0
+                && f.median("wt/fleet/peak-open") <= wt::FLEET_CAP as f64,
+            format!(
+                "{} errors, at most {} open",
+                f.median("wt/fleet/errors"),
+                f.median("wt/fleet/peak-open")
+            ),
         ),
     ]
 }

@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 use url::Url;
 use wtpool_tokio::wtransport::tls::Sha256Digest;
 use wtpool_tokio::wtransport::{Connection, RecvStream, SendStream, VarInt};
-use wtpool_tokio::{ClientEndpoint, ClientOptions, SessionPool, SharedSessionPool, StreamPool};
+use wtpool_tokio::echo::{EchoServer, EchoServerOptions};
+use wtpool_tokio::wtransport::Identity;
+use wtpool_tokio::{
+    ClientEndpoint, ClientOptions, Fleet, FleetSettings, SessionPool, SharedSessionPool,
+    StreamPool,
+};
 
 /// The longest one request may take before it counts as an error (so that a
 /// lost packet cannot hang the table).
@@ -31,6 +36,8 @@ pub struct Sample {
     pub first_error: Option<String>,
     /// QUIC connections (sessions) opened by the workload, where it counts them.
     pub connections: Option<usize>,
+    /// The most sessions seen open at once, where the workload samples it.
+    pub peak_open: Option<usize>,
 }
 
 impl Sample {
@@ -505,5 +512,87 @@ pub async fn cold_start(target: Target, shared: bool) -> Sample {
     sample.elapsed = start.elapsed();
     sample.latencies.sort();
     sample.connections = Some(connections());
+    sample
+}
+
+// ----- a fleet (issue 9): 8 servers x 16 tasks under a cap of 16 sessions -----
+
+/// Servers of the fleet workload, and tasks per server.
+pub const FLEET_SERVERS: usize = 8;
+pub const FLEET_TASKS_PER_SERVER: usize = 16;
+/// The fleet's cap on sessions across its servers.
+pub const FLEET_CAP: usize = 16;
+
+/// `FLEET_SERVERS` loopback echo servers of their own (one certificate),
+/// `FLEET_TASKS_PER_SERVER` workers for each, a new stream per request
+/// through one `Fleet` capped at `FLEET_CAP` sessions (4 per server, 4
+/// borrowers each: the servers would take twice the cap). The cap is
+/// sampled every millisecond.
+pub async fn fleet(requests: usize) -> Sample {
+    let identity = Arc::new(Identity::self_signed(["localhost", "127.0.0.1"]).expect("an identity"));
+    let servers: Vec<_> = (0..FLEET_SERVERS)
+        .map(|_| {
+            EchoServer::start(EchoServerOptions {
+                identity: Some(identity.clone()),
+                ..EchoServerOptions::default()
+            })
+            .expect("an echo server")
+        })
+        .collect();
+    let options = ClientOptions::default().with_certificate_hash(servers[0].certificate_hash());
+    let settings = FleetSettings {
+        max_sessions: FLEET_CAP,
+        max_sessions_per_server: 4,
+        max_leases: 4,
+        ..FleetSettings::default()
+    };
+    let fleet = Fleet::new(wtpool_tokio::client_endpoint(&options).expect("an endpoint"), settings)
+        .expect("a fleet");
+    let peak = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (fleet, peak, done) = (fleet.clone(), peak.clone(), done.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(fleet.status().open, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let states = (0..FLEET_SERVERS * FLEET_TASKS_PER_SERVER)
+        .map(|n| (fleet.clone(), servers[n % FLEET_SERVERS].url()))
+        .collect();
+    let message = message();
+    let mut sample = drive(states, requests, move |(fleet, url): (Fleet, Url)| {
+        let message = message.clone();
+        async move {
+            let result = async {
+                let stream = fleet.open_bi(&url).await.map_err(text)?;
+                let (mut send, mut recv, _lease) = stream.into_parts();
+                send.write_all(&message).await.map_err(text)?;
+                send.finish().await.map_err(text)?;
+                let mut echoed = Vec::with_capacity(message.len());
+                let mut chunk = [0u8; 1024];
+                while let Some(n) = recv.read(&mut chunk).await.map_err(text)? {
+                    echoed.extend_from_slice(&chunk[..n]);
+                }
+                check(&message, &echoed)
+            }
+            .await;
+            ((fleet, url), result)
+        }
+    })
+    .await;
+    done.store(true, Ordering::Relaxed);
+    sampler.await.expect("the sampler");
+    peak.fetch_max(fleet.status().open, Ordering::Relaxed);
+    sample.peak_open = Some(peak.load(Ordering::Relaxed));
+    sample.connections = Some(servers.iter().map(EchoServer::sessions_accepted).sum());
+    let unserved = servers.iter().filter(|s| s.streams_accepted() == 0).count();
+    if unserved > 0 {
+        sample.errors += unserved;
+        sample.first_error.get_or_insert(format!("{unserved} servers never served"));
+    }
+    fleet.close().await;
     sample
 }
