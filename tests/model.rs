@@ -26,6 +26,16 @@ fn max_leases() -> impl Strategy<Value = Option<usize>> {
     ]
 }
 
+/// The first refusal back-off: mostly the default (500 ms), else short
+/// enough to end within a few `Advance`s, or above the 30 s cap.
+fn refusal_backoff_ms() -> impl Strategy<Value = Option<u64>> {
+    prop_oneof![
+        3 => Just(None),
+        2 => (1u64..=300).prop_map(Some),
+        1 => Just(Some(40_000)),
+    ]
+}
+
 fn config() -> impl Strategy<Value = Config> {
     (1usize..=8)
         .prop_flat_map(|max_size| {
@@ -36,10 +46,19 @@ fn config() -> impl Strategy<Value = Config> {
                 proptest::option::of(1u64..=300),
                 proptest::option::of(1u64..=600),
                 max_leases(),
+                refusal_backoff_ms(),
             )
         })
         .prop_map(
-            |(max_size, max_creating, min_idle, idle_timeout_ms, max_lifetime_ms, max_leases)| {
+            |(
+                max_size,
+                max_creating,
+                min_idle,
+                idle_timeout_ms,
+                max_lifetime_ms,
+                max_leases,
+                refusal_backoff_ms,
+            )| {
                 Config {
                     max_size,
                     max_creating,
@@ -47,6 +66,7 @@ fn config() -> impl Strategy<Value = Config> {
                     idle_timeout_ms,
                     max_lifetime_ms,
                     max_leases,
+                    refusal_backoff_ms,
                 }
             },
         )
@@ -90,6 +110,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(Op::Detach),
         5 => any::<u8>().prop_map(Op::CreateOk),
         2 => any::<u8>().prop_map(Op::CreateFail),
+        1 => any::<u8>().prop_map(Op::CreateRefused),
         3 => any::<u8>().prop_map(Op::Advance),
         1 => Just(Op::HandleTimeout),
         2 => Just(Op::FireTimeout),
@@ -219,6 +240,34 @@ fn bytes_decode_to_valid_configs_and_ops() {
     assert_eq!(kinds, [None, Some(1), Some(2), Some(3), Some(4)]);
 }
 
+/// The op codes stay those of the inputs saved before `Op::CreateRefused`:
+/// a little-endian `u32` whose top 4 bits pick the op (`CreateFail` is 6,
+/// `CloseFailed` 14), and the next bit turns a `CreateFail` into a
+/// `CreateRefused` of the same ticket.
+#[test]
+fn op_codes_are_stable() {
+    let config = [0, 0, 0, 0, 0]; // max_size 1, no option set
+    let codes: [&[u8]; 5] = [
+        &[0, 0, 0, 0x00],             // Acquire
+        &[0, 0, 0, 0x60, 2],          // CreateFail(2)
+        &[0, 0, 0, 0x68, 3],          // CreateRefused(3)
+        &[0xff, 0xff, 0xff, 0x6f, 4], // CreateRefused(4)
+        &[0, 0, 0, 0xe0],             // CloseFailed
+    ];
+    let data: Vec<u8> = config.into_iter().chain(codes.concat()).collect();
+    let (_, ops) = ops::from_bytes(&data).expect("decodes");
+    assert_eq!(
+        ops,
+        [
+            Op::Acquire,
+            Op::CreateFail(2),
+            Op::CreateRefused(3),
+            Op::CreateRefused(4),
+            Op::CloseFailed,
+        ]
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Hand-written scenarios the model must get right
 // ---------------------------------------------------------------------------
@@ -231,6 +280,7 @@ fn plain(max_size: usize) -> Config {
         idle_timeout_ms: None,
         max_lifetime_ms: None,
         max_leases: None,
+        refusal_backoff_ms: None,
     }
 }
 
@@ -927,4 +977,291 @@ fn a_lease_never_collected_is_not_counted() {
     ];
     let trace = same_as_exclusive(plain(1), &ops);
     assert_eq!((trace.counters.checkouts, trace.counters.reused), (1, 0));
+}
+
+// ---------------------------------------------------------------------------
+// Refusals: `handle_create_refused` and its back-off
+// ---------------------------------------------------------------------------
+
+/// The `until` of every `Acquire::Refused`, in order.
+fn acquire_refused(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AcquireRefused { until } => Some(*until),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The waiters woken by the step that gave the first `report` (a
+/// `CreateFailed` or `CreateRefused` event): its wakes follow it at once.
+fn woken_by(events: &[Event], report: Event) -> Vec<u32> {
+    let at = events
+        .iter()
+        .position(|e| *e == report)
+        .unwrap_or_else(|| panic!("no {report:?} in {events:?}"));
+    events[at + 1..]
+        .iter()
+        .map_while(|e| match e {
+            Event::Woken { waiter } => Some(*waiter),
+            _ => None,
+        })
+        .collect()
+}
+
+fn refused(until: u64) -> Outcome {
+    Outcome::Refused { until }
+}
+
+/// (a) Five waiters on an exclusive pool of two: two creations in flight.
+/// One is refused at 20 ms: the four waiters the other does not cover fail
+/// at once, the oldest with the error and the next three `Refused` until the
+/// end of the 500 ms back-off; the fifth still gets the other creation's
+/// object. That success ends the back-off: the next caller queues.
+#[test]
+fn a_refusal_fails_every_uncovered_waiter_at_once() {
+    let mut ops = vec![Op::Acquire; 5]; // waiters 0..5, two creations
+    ops.extend([Op::Advance(20), Op::CreateRefused(0), Op::CreateOk(0)]);
+    ops.extend([Op::PollWaiter(0); 5]);
+    ops.push(Op::Acquire); // still at 20 ms
+    let trace = run(&plain(2), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    assert_eq!(
+        events[events.len() - 2..],
+        [Event::Queued { waiter: 5 }, Event::CreateStarted]
+    );
+    let delivered = Event::CreateRefused { delivered: true };
+    assert_eq!(woken_by(events, delivered), [0, 1, 2, 3], "{events:?}");
+    assert_eq!(
+        collected(events),
+        [
+            (0, Outcome::Create("create refused #1".into())),
+            (1, refused(520)),
+            (2, refused(520)),
+            (3, refused(520)),
+            (4, Outcome::Obj(0)),
+        ]
+    );
+    let c = trace.counters;
+    assert_eq!((c.create_started, c.refused, c.create_failed), (3, 1, 1));
+}
+
+/// (b) The same in a shared pool of three leases, capped at two objects:
+/// seven waiters, two creations (six covered). One refused: the one left
+/// in flight covers three waiters, the four oldest fail at once.
+#[test]
+fn a_refusal_in_a_shared_pool_keeps_max_leases_waiters_per_creation() {
+    let mut ops = vec![Op::Acquire; 7];
+    ops.extend([Op::Advance(10), Op::CreateRefused(1), Op::CreateOk(0)]);
+    ops.extend([Op::PollWaiter(0); 7]);
+    let trace = run(&shared(2, 3), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    let delivered = Event::CreateRefused { delivered: true };
+    assert_eq!(woken_by(events, delivered), [0, 1, 2, 3], "{events:?}");
+    assert_eq!(
+        collected(events),
+        [
+            (0, Outcome::Create("create refused #1".into())),
+            (1, refused(510)),
+            (2, refused(510)),
+            (3, refused(510)),
+            (4, Outcome::Obj(0)),
+            (5, Outcome::Obj(0)),
+            (6, Outcome::Obj(0)),
+        ]
+    );
+    assert_eq!(trace.counters.create_started, 2);
+    assert_eq!((trace.status.in_use, trace.status.leases), (1, 3));
+}
+
+/// (c) During the back-off a caller that finds nothing ready is refused
+/// with its end, and not queued; at the end it queues and a creation starts.
+#[test]
+fn acquire_during_the_back_off_is_refused_until_its_end() {
+    let ops = [
+        Op::Acquire, // waiter 0, a creation
+        Op::Advance(100),
+        Op::CreateRefused(0), // waiter 0 fails; back-off until 600 ms
+        Op::Advance(200),
+        Op::Acquire, // 300 ms: refused
+        Op::Advance(255),
+        Op::Advance(44),
+        Op::Acquire, // 599 ms: refused
+        Op::Advance(1),
+        Op::Acquire, // 600 ms: over; waiter 1 queues, a creation starts
+        Op::CreateOk(0),
+        Op::PollWaiter(0),
+        Op::PollWaiter(0),
+    ];
+    let trace = run(&plain(1), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    assert_eq!(acquire_refused(events), [600, 600]);
+    let last_refused = events
+        .iter()
+        .rposition(|e| matches!(e, Event::AcquireRefused { .. }))
+        .expect("refused");
+    assert_eq!(
+        events[last_refused + 1..last_refused + 3],
+        [Event::Queued { waiter: 1 }, Event::CreateStarted],
+        "the refused callers took no waiter number"
+    );
+    assert_eq!(
+        collected(events),
+        [
+            (0, Outcome::Create("create refused #1".into())),
+            (1, Outcome::Obj(0)),
+        ]
+    );
+    assert_eq!(trace.counters.create_started, 2);
+}
+
+/// (c) The same back-off ended by the driver's timer: `poll_timeout` is its
+/// end, and `handle_timeout` then ends it.
+#[test]
+fn the_timer_ends_the_back_off() {
+    let ops = [
+        Op::Acquire,
+        Op::CreateRefused(0), // back-off until 500 ms
+        Op::Acquire,          // refused
+        Op::FireTimeout,      // to 500 ms: over
+        Op::Acquire,          // queues, a creation starts
+    ];
+    let trace = run(&plain(1), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    assert_eq!(acquire_refused(events), [500]);
+    assert_eq!(
+        events[events.len() - 2..],
+        [Event::Queued { waiter: 1 }, Event::CreateStarted]
+    );
+}
+
+/// Rounds of: a caller queues, its creation is refused, the next caller is
+/// refused (its `until` recorded), the timer ends the back-off. Returns the
+/// length of each back-off, in ms.
+fn refusal_rounds(config: Config, rounds: usize, then: &[Op]) -> Vec<u64> {
+    let round = [
+        Op::Acquire,
+        Op::CreateRefused(0),
+        Op::Acquire,
+        Op::FireTimeout,
+    ];
+    let mut ops = round.repeat(rounds);
+    ops.extend_from_slice(then);
+    let trace = run(&config, &ops);
+    let untils = acquire_refused(&trace.events[..trace.teardown_from]);
+    // Each refusal came at the end of the back-off before it (the timer).
+    let starts = std::iter::once(0).chain(untils.iter().copied());
+    untils.iter().zip(starts).map(|(u, s)| u - s).collect()
+}
+
+/// (d) Each refusal in a row doubles the back-off, up to 30 s; a creation
+/// that succeeds resets it to 0.5 s.
+#[test]
+fn the_back_off_doubles_up_to_30_s_and_a_success_resets_it() {
+    let then = [
+        Op::Acquire,          // waiter 8: a creation
+        Op::CreateOk(0),      // served: the back-off resets
+        Op::Acquire,          // waiter 9: nothing idle, a second creation
+        Op::CreateRefused(0), // 0.5 s again
+        Op::Acquire,          // refused
+    ];
+    let pauses = refusal_rounds(plain(2), 8, &then);
+    let s = 1000;
+    assert_eq!(
+        pauses,
+        [s / 2, s, 2 * s, 4 * s, 8 * s, 16 * s, 30 * s, 30 * s, s / 2]
+    );
+}
+
+/// A configured first back-off: doubled up to 30 s, or kept if longer.
+#[test]
+fn a_configured_back_off_doubles_up_to_the_longer_of_it_and_30_s() {
+    let config = |ms| Config {
+        refusal_backoff_ms: Some(ms),
+        ..plain(1)
+    };
+    assert_eq!(refusal_rounds(config(10), 4, &[]), [10, 20, 40, 80]);
+    assert_eq!(
+        refusal_rounds(config(20_000), 3, &[]),
+        [20_000, 30_000, 30_000]
+    );
+    assert_eq!(
+        refusal_rounds(config(40_000), 3, &[]),
+        [40_000, 40_000, 40_000]
+    );
+}
+
+/// (e) A refused `min_idle` refill: the error is given back, no refill
+/// starts before the back-off ends (the timer at 500 ms), and the refill's
+/// own back-off was not touched (a plain failure then pauses it 100 ms, not
+/// 200 ms).
+#[test]
+fn the_min_idle_refill_waits_for_the_back_off() {
+    let config = Config {
+        min_idle: 1,
+        ..plain(2)
+    };
+    let ops = [
+        Op::CreateRefused(0), // the refill: given back, back-off until 500 ms
+        Op::Acquire,          // nothing idle: refused
+        Op::Advance(250),
+        Op::HandleTimeout,
+        Op::Advance(249),
+        Op::HandleTimeout, // 499 ms: no refill yet
+        Op::Advance(1),
+        Op::HandleTimeout, // 500 ms: the refill starts
+        Op::CreateFail(0), // given back: the refill pauses 100 ms
+        Op::Advance(100),
+        Op::HandleTimeout, // 600 ms: the refill starts again
+        Op::CreateOk(0),
+    ];
+    let trace = run(&config, &ops);
+    assert_eq!(
+        trace.events[..trace.teardown_from],
+        [
+            Event::CreateStarted, // the new pool's refill
+            Event::CreateRefused { delivered: false },
+            Event::AcquireRefused { until: 500 },
+            Event::CreateStarted, // at 500 ms
+            Event::CreateFailed { delivered: false },
+            Event::CreateStarted, // at 600 ms
+            Event::Created { uid: 0 },
+        ]
+    );
+    assert_eq!(trace.status.idle, 1);
+    assert_eq!(trace.counters.refused, 1);
+}
+
+/// (f) A plain failure during a back-off fails every waiter left uncovered,
+/// not only the oldest: no creation will start for the others. Shared
+/// pool of three leases, seven waiters, three creations.
+#[test]
+fn a_failure_during_the_back_off_fails_every_uncovered_waiter() {
+    let mut ops = vec![Op::Acquire; 7];
+    ops.extend([
+        Op::Advance(5),
+        Op::CreateRefused(0), // two left cover six: waiter 0 fails
+        Op::CreateFail(0),    // one left covers three: waiters 1, 2 and 3 fail
+        Op::CreateOk(0),      // waiters 4, 5 and 6
+    ]);
+    ops.extend([Op::PollWaiter(0); 7]);
+    let trace = run(&shared(3, 3), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    let failed = Event::CreateFailed { delivered: true };
+    assert_eq!(woken_by(events, failed), [1, 2, 3], "{events:?}");
+    assert_eq!(
+        collected(events),
+        [
+            (0, Outcome::Create("create refused #1".into())),
+            (1, Outcome::Create("create failed #2".into())),
+            (2, refused(505)),
+            (3, refused(505)),
+            (4, Outcome::Obj(0)),
+            (5, Outcome::Obj(0)),
+            (6, Outcome::Obj(0)),
+        ]
+    );
+    let c = trace.counters;
+    assert_eq!((c.create_started, c.refused, c.create_failed), (3, 1, 2));
 }

@@ -8,13 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use url::Url;
-use wtpool_tokio::wtransport::tls::Sha256Digest;
-use wtpool_tokio::wtransport::{Connection, RecvStream, SendStream, VarInt};
 use wtpool_tokio::echo::{EchoServer, EchoServerOptions};
 use wtpool_tokio::wtransport::Identity;
+use wtpool_tokio::wtransport::tls::Sha256Digest;
+use wtpool_tokio::wtransport::{Connection, RecvStream, SendStream, VarInt};
 use wtpool_tokio::{
-    ClientEndpoint, ClientOptions, Fleet, FleetSettings, SessionPool, SharedSessionPool,
-    StreamPool,
+    ClientEndpoint, ClientOptions, Fleet, FleetSettings, SessionPool, SharedSessionPool, StreamPool,
 };
 
 /// The longest one request may take before it counts as an error (so that a
@@ -529,7 +528,8 @@ pub const FLEET_CAP: usize = 16;
 /// borrowers each: the servers would take twice the cap). The cap is
 /// sampled every millisecond.
 pub async fn fleet(requests: usize) -> Sample {
-    let identity = Arc::new(Identity::self_signed(["localhost", "127.0.0.1"]).expect("an identity"));
+    let identity =
+        Arc::new(Identity::self_signed(["localhost", "127.0.0.1"]).expect("an identity"));
     let servers: Vec<_> = (0..FLEET_SERVERS)
         .map(|_| {
             EchoServer::start(EchoServerOptions {
@@ -546,8 +546,11 @@ pub async fn fleet(requests: usize) -> Sample {
         max_leases: 4,
         ..FleetSettings::default()
     };
-    let fleet = Fleet::new(wtpool_tokio::client_endpoint(&options).expect("an endpoint"), settings)
-        .expect("a fleet");
+    let fleet = Fleet::new(
+        wtpool_tokio::client_endpoint(&options).expect("an endpoint"),
+        settings,
+    )
+    .expect("a fleet");
     let peak = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
@@ -591,7 +594,9 @@ pub async fn fleet(requests: usize) -> Sample {
     let unserved = servers.iter().filter(|s| s.streams_accepted() == 0).count();
     if unserved > 0 {
         sample.errors += unserved;
-        sample.first_error.get_or_insert(format!("{unserved} servers never served"));
+        sample
+            .first_error
+            .get_or_insert(format!("{unserved} servers never served"));
     }
     fleet.close().await;
     sample

@@ -923,9 +923,13 @@ impl<T, E, W> PoolState<T, E, W> {
         self.creating -= 1;
         self.counters.create_failed += 1;
         self.counters.refused += 1;
-        self.refused_until = Some(now.checked_add(self.refusal_backoff).unwrap_or(now));
+        // A pause past what `Instant` can hold is cut to the usual longest.
+        let until = (now.checked_add(self.refusal_backoff))
+            .or_else(|| now.checked_add(REFUSAL_BACKOFF_MAX))
+            .unwrap_or(now);
+        self.refused_until = Some(until);
         let longest = REFUSAL_BACKOFF_MAX.max(self.limits.refusal_backoff);
-        self.refusal_backoff = (self.refusal_backoff * 2).min(longest);
+        self.refusal_backoff = self.refusal_backoff.saturating_mul(2).min(longest);
         Ok(self.fail_uncovered(error))
     }
 

@@ -1028,3 +1028,18 @@ fn a_plain_failure_in_the_back_off_fails_every_uncovered_waiter() {
     );
     assert_eq!(s.status().waiting, 2);
 }
+
+#[test]
+fn a_huge_refusal_backoff_neither_panics_nor_ends_at_once() {
+    let now = t0();
+    let limits = Limits {
+        refusal_backoff: Duration::MAX,
+        ..Limits::new(1)
+    };
+    let mut s = State::new(limits).unwrap();
+    queued(s.acquire(now, |_| true, || 0));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_create_refused(t, "429", now).unwrap();
+    drain(&mut s);
+    assert!(matches!(s.acquire(now, |_| true, || 1), Acquire::Refused { until } if until > now));
+}

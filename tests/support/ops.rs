@@ -13,9 +13,10 @@
 //! - `check_invariants()` is `Ok`;
 //! - `status()` (`leases` included) and `counters()` equal the model's;
 //! - every return value is the one the model predicts (`Ready` with *this*
-//!   object and this `ObjectMeta`, `Queued`, `Closed`, `Pending`, the served
-//!   outcome, the error given back by `handle_create_failed`, the count
-//!   `retain` removed, the `ConfigError` of `resize`);
+//!   object and this `ObjectMeta`, `Queued`, `Closed`, `Refused` with its
+//!   `until`, `Pending`, the served outcome, the error given back by
+//!   `handle_create_failed` and `handle_create_refused`, the count `retain`
+//!   removed, the `ConfigError` of `resize`);
 //! - `is_alive` is asked about exactly the objects the model expects, in
 //!   order: the unexpired idle ones, most recently used first, then (shared
 //!   pool) the unexpired lent ones with room, least loaded first;
@@ -36,6 +37,25 @@
 //! - once closed: nothing goes idle, queued waiters get `Failure::Closed`,
 //!   `acquire` answers `Closed`;
 //! - a token of another pool is given back as `Foreign` and changes nothing.
+//!
+//! Refusals: `handle_create_refused` starts a back-off (the configured
+//! pause, doubled by each refusal up to `REFUSAL_BACKOFF_MAX` or the
+//! configured pause if longer, reset by a creation that succeeds). The
+//! model predicts:
+//!
+//! - which waiters a failed or refused creation fails: the oldest ones the
+//!   creations left in flight do not cover (`max_leases` each), the first
+//!   with `Failure::Create(e)` and, during a back-off, every other one with
+//!   `Failure::Refused { until }`, `until` exact (no back-off: only the first);
+//! - `Acquire::Refused { until }`, exact, for a caller that finds nothing
+//!   ready during a back-off (it is not queued and takes no waiter number);
+//! - that no creation starts during a back-off, for waiters or the
+//!   `min_idle` refill, and that a refused creation no waiter took does not
+//!   pause the refill;
+//! - the end of a back-off: by `handle_timeout` at or after `until`, by an
+//!   `acquire` at or after it that finds nothing ready (it queues, and its
+//!   creation starts), or by a success; `poll_timeout` is no later than
+//!   `until`; and `Counters::refused` (counted in `create_failed` too).
 //!
 //! In a shared pool the model keeps a lease table: for each lent object, the
 //! leases the driver holds, the served waiters holding one, whether it is
@@ -76,7 +96,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use wtpool::ConfigError;
 use wtpool::machine::{
     Acquire, Action, Checkout, CloseReason, Counters, CreateTicket, Failure, Foreign, Limits,
-    ObjectMeta, PoolState, REFILL_BACKOFF_MAX, REFILL_BACKOFF_MIN, Status, WaitPoll, WaiterId,
+    ObjectMeta, PoolState, REFILL_BACKOFF_MAX, REFILL_BACKOFF_MIN, REFUSAL_BACKOFF_MAX, Status,
+    WaitPoll, WaiterId,
 };
 
 // ---------------------------------------------------------------------------
@@ -103,6 +124,10 @@ pub struct Config {
     /// `k` leases per object; `Some(1)` must behave as an exclusive pool
     /// apart from `Checkout::is_shared`.
     pub max_leases: Option<usize>,
+    /// The first pause after a refused creation, in milliseconds of the
+    /// virtual clock; `None` keeps the default of `Limits::new` (the bytes
+    /// of a fuzz input always do).
+    pub refusal_backoff_ms: Option<u64>,
 }
 
 impl Config {
@@ -113,7 +138,15 @@ impl Config {
         limits.min_idle = self.min_idle;
         limits.idle_timeout = self.idle_timeout_ms.map(Duration::from_millis);
         limits.max_lifetime = self.max_lifetime_ms.map(Duration::from_millis);
+        if let Some(ms) = self.refusal_backoff_ms {
+            limits.refusal_backoff = Duration::from_millis(ms);
+        }
         limits
+    }
+
+    /// The first pause after a refused creation, in ms.
+    pub fn first_refusal_backoff(&self) -> u64 {
+        self.limits().refusal_backoff.as_millis() as u64
     }
 
     /// Most leases on one object: 1 in an exclusive pool.
@@ -166,13 +199,16 @@ impl From<RawConfig> for Config {
                 0 | 1 => None,
                 n => Some(usize::from(n) - 1),
             },
+            refusal_backoff_ms: None,
         }
     }
 }
 
 /// One input. Indices pick among the tokens the driver holds at that moment
 /// (modulo their number, oldest first); with none held the op does nothing.
-#[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Decoded from bytes by the hand-written [`Arbitrary`] impl below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     /// `acquire`, with the dead flags as `is_alive`.
     Acquire,
@@ -188,6 +224,8 @@ pub enum Op {
     CreateOk(u8),
     /// `handle_create_failed` for a held ticket, with a fresh error.
     CreateFail(u8),
+    /// `handle_create_refused` for a held ticket, with a fresh error.
+    CreateRefused(u8),
     /// Moves the virtual clock on by this many milliseconds (no input).
     Advance(u8),
     /// `handle_timeout(now)`.
@@ -208,6 +246,42 @@ pub enum Op {
     CloseFailed,
     /// Gives a token of one pool to another.
     Foreign(ForeignOp),
+}
+
+/// The bytes of one [`Op`]: a `u32` whose top 4 bits pick one of 16 codes,
+/// then the op's fields. The codes are those `#[derive(Arbitrary)]` gave
+/// when `Op` had 16 variants (the variants in order, `CreateRefused` left
+/// out), so that the inputs saved then decode to the same ops; a derive
+/// over 17 variants would renumber every code. `CreateRefused` shares code
+/// 6 with `CreateFail`, told apart by the next bit of the `u32` (a saved
+/// `CreateFail` with that bit set now refuses the same ticket; both read one
+/// `u8`, so the ops after it decode the same either way).
+impl<'a> Arbitrary<'a> for Op {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        let code = u32::arbitrary(u)?;
+        Ok(match code >> 28 {
+            0 => Op::Acquire,
+            1 => Op::PollWaiter(u.arbitrary()?),
+            2 => Op::CancelWaiter(u.arbitrary()?),
+            3 => Op::Release {
+                index: u.arbitrary()?,
+                alive: u.arbitrary()?,
+            },
+            4 => Op::Detach(u.arbitrary()?),
+            5 => Op::CreateOk(u.arbitrary()?),
+            6 if code & (1 << 27) == 0 => Op::CreateFail(u.arbitrary()?),
+            6 => Op::CreateRefused(u.arbitrary()?),
+            7 => Op::Advance(u.arbitrary()?),
+            8 => Op::HandleTimeout,
+            9 => Op::FireTimeout,
+            10 => Op::Close,
+            11 => Op::Resize(u.arbitrary()?),
+            12 => Op::Retain(u.arbitrary()?),
+            13 => Op::DeadFlag(u.arbitrary()?),
+            14 => Op::CloseFailed,
+            _ => Op::Foreign(u.arbitrary()?),
+        })
+    }
 }
 
 /// The predicates [`Op::Retain`] can use.
@@ -252,6 +326,8 @@ pub enum ForeignKind {
     Poll,
     Cancel,
     Created,
+    /// `handle_create_failed`, then `handle_create_refused`: each gives the
+    /// ticket back.
     CreateFailed,
 }
 
@@ -435,6 +511,10 @@ pub enum Outcome {
     Obj(u64),
     Closed,
     Create(String),
+    /// `Failure::Refused`: the refusal back-off runs until then (in ms).
+    Refused {
+        until: u64,
+    },
 }
 
 /// What the model says the current step must emit.
@@ -483,6 +563,13 @@ pub struct Model {
     /// only `handle_timeout` lifts the pause.
     refill_paused_until: Option<u64>,
     refill_backoff: u64,
+    /// A refusal back-off runs until this time: no creation starts, and a
+    /// caller that finds nothing ready is refused. A success ends it, and so
+    /// do `handle_timeout` and an `acquire` at or after it.
+    refused_until: Option<u64>,
+    /// The next back-off: the configured one after a success, doubling with
+    /// each refusal up to `REFUSAL_BACKOFF_MAX` (or the configured one, if longer).
+    refusal_backoff: u64,
     counters: Counters,
     expect: Expected,
 }
@@ -517,6 +604,8 @@ impl Model {
             next_waiter: 0,
             refill_paused_until: None,
             refill_backoff: REFILL_BACKOFF_MIN.as_millis() as u64,
+            refused_until: None,
+            refusal_backoff: config.first_refusal_backoff(),
             counters: Counters::default(),
             expect: Expected::default(),
         };
@@ -666,9 +755,9 @@ impl Model {
     /// `min(wanted, max_creating, what capacity leaves)`, where `wanted` is
     /// one per `max_leases` queued waiters (rounded up) plus the idle objects
     /// `min_idle` lacks (none while the refill is paused). Creations already
-    /// in flight are never taken back.
+    /// in flight are never taken back. None starts during a refusal back-off.
     fn start_wanted_creations(&mut self) {
-        if self.closed {
+        if self.closed || self.refused_until.is_some() {
             return;
         }
         let refill = match self.refill_paused_until {
@@ -881,6 +970,15 @@ impl Model {
                 }
             }
         }
+        // Nothing ready: during a refusal back-off the caller is refused,
+        // not queued; at or after its end, the back-off is over and the
+        // caller queues (and its creation starts).
+        if let Some(until) = self.refused_until {
+            if now < until {
+                return (Predicted::Refused(until), asked);
+            }
+            self.refused_until = None;
+        }
         let waiter = self.next_waiter;
         self.next_waiter += 1;
         self.queue.push_back(waiter);
@@ -977,8 +1075,11 @@ impl Model {
         self.creating -= 1;
         let uid = self.counters.created;
         self.counters.created += 1;
-        // A success resets the refill back-off (a pause already set stays).
+        // A success resets the refill back-off (a pause already set stays),
+        // and ends a refusal back-off and resets it.
         self.refill_backoff = REFILL_BACKOFF_MIN.as_millis() as u64;
+        self.refused_until = None;
+        self.refusal_backoff = self.config.first_refusal_backoff();
         self.objects.insert(
             uid,
             ModelObj {
@@ -996,24 +1097,59 @@ impl Model {
     fn create_failed(&mut self, error: String, now: u64) -> Option<String> {
         self.creating -= 1;
         self.counters.create_failed += 1;
-        // More waiters than the creations left in flight serve (each serves
-        // `max_leases`): one of them was counting on this creation, and the
-        // oldest gets the error.
-        if self.queue.len() > self.creating * self.max_leases() {
-            self.serve_oldest(Outcome::Create(error));
-            None
-        } else {
+        let undelivered = self.fail_uncovered(error);
+        if undelivered.is_some() {
             // A background refill failed: pause it, doubling the pause each time.
             self.refill_paused_until = Some(now + self.refill_backoff);
             self.refill_backoff =
                 (self.refill_backoff * 2).min(REFILL_BACKOFF_MAX.as_millis() as u64);
-            Some(error)
         }
+        undelivered
+    }
+
+    /// A refused creation: a back-off starts (the next one twice as long, up
+    /// to the cap), then the uncovered waiters fail as for any failure.
+    /// Returns the error if it is given back undelivered (with no refill
+    /// pause: the back-off holds the refill anyway).
+    fn create_refused(&mut self, error: String, now: u64) -> Option<String> {
+        self.creating -= 1;
+        self.counters.create_failed += 1;
+        self.counters.refused += 1;
+        self.refused_until = Some(now + self.refusal_backoff);
+        let longest =
+            (REFUSAL_BACKOFF_MAX.as_millis() as u64).max(self.config.first_refusal_backoff());
+        self.refusal_backoff = (self.refusal_backoff * 2).min(longest);
+        self.fail_uncovered(error)
+    }
+
+    /// After a failed or refused creation: the waiters beyond what the
+    /// creations left in flight serve (`max_leases` each) are uncovered.
+    /// The oldest of them was counting on this creation and gets the error.
+    /// During a refusal back-off no creation will start for the others, so
+    /// they get `Refused` at once; otherwise they stay queued, and creations
+    /// start for them (`start_wanted_creations`). Returns the error if nobody
+    /// was uncovered.
+    fn fail_uncovered(&mut self, error: String) -> Option<String> {
+        let covered = self.creating * self.max_leases();
+        let uncovered = self.queue.len().saturating_sub(covered);
+        if uncovered == 0 {
+            return Some(error);
+        }
+        self.serve_oldest(Outcome::Create(error));
+        if let Some(until) = self.refused_until {
+            for _ in 1..uncovered {
+                self.serve_oldest(Outcome::Refused { until });
+            }
+        }
+        None
     }
 
     fn timeout(&mut self, now: u64) {
         if self.refill_paused_until.is_some_and(|until| until <= now) {
             self.refill_paused_until = None;
+        }
+        if self.refused_until.is_some_and(|until| until <= now) {
+            self.refused_until = None;
         }
         // Idle timeout: close objects idle too long, least recently used
         // first, but never below `min_idle` idle objects.
@@ -1111,6 +1247,7 @@ impl Model {
             deadlines.extend(self.idle.iter().map(|u| self.objects[u].created_at + l));
         }
         deadlines.extend(self.refill_paused_until);
+        deadlines.extend(self.refused_until);
         deadlines.into_iter().min()
     }
 
@@ -1148,6 +1285,14 @@ impl Model {
             assert!(!self.closed || lent.retired.is_some());
         }
         assert!(self.queue.is_empty() || self.least_loaded().is_none());
+        // A refusal back-off fails at once every waiter no creation covers.
+        if self.refused_until.is_some() {
+            let covered = self.creating * self.max_leases();
+            assert!(
+                self.queue.len() <= covered,
+                "model: uncovered waiters in a back-off"
+            );
+        }
         let served_objects = self.served.values();
         let served_objects = served_objects.filter(|o| matches!(o, Outcome::Obj(_)));
         assert_eq!(served_objects.count(), self.stamps.len());
@@ -1161,6 +1306,8 @@ enum Predicted {
     Ready(u64, Stamp),
     Queued(u32),
     Closed,
+    /// `Acquire::Refused` until then (ms).
+    Refused(u64),
 }
 
 // ---------------------------------------------------------------------------
@@ -1176,6 +1323,8 @@ pub enum Event {
     Queued { waiter: u32 },
     /// `acquire` answered `Closed`.
     AcquireClosed,
+    /// `acquire` answered `Refused` until then (ms).
+    AcquireRefused { until: u64 },
     /// `poll_waiter` found the waiter still queued.
     Pending { waiter: u32 },
     /// `poll_waiter` collected this outcome.
@@ -1190,6 +1339,8 @@ pub enum Event {
     Created { uid: u64 },
     /// `handle_create_failed`; `delivered` if a waiter got the error.
     CreateFailed { delivered: bool },
+    /// `handle_create_refused`; `delivered` if a waiter got the error.
+    CreateRefused { delivered: bool },
     /// `resize` to this size, accepted or not.
     Resized { to: usize, ok: bool },
     /// `retain` removed this many.
@@ -1401,28 +1552,13 @@ impl Driver {
                 if self.tickets.is_empty() {
                     return self.skip();
                 }
-                let t = self.tickets.remove(usize::from(i) % self.tickets.len());
-                self.next_error += 1;
-                let error = format!("create failed #{}", self.next_error);
-                let predicted = self.model.create_failed(error.clone(), self.now);
-                let given_back = self
-                    .pool
-                    .handle_create_failed(t, error, now)
-                    .expect("our ticket");
-                assert_eq!(
-                    given_back,
-                    predicted,
-                    "{}: the error should be {}",
-                    self.at_step(),
-                    if predicted.is_some() {
-                        "given back (no waiter counted on it)"
-                    } else {
-                        "delivered to the oldest waiter"
-                    }
-                );
-                self.events.push(Event::CreateFailed {
-                    delivered: given_back.is_none(),
-                });
+                self.fail_creation(i, false);
+            }
+            Op::CreateRefused(i) => {
+                if self.tickets.is_empty() {
+                    return self.skip();
+                }
+                self.fail_creation(i, true);
             }
             Op::Advance(ms) => self.now += u64::from(ms),
             Op::HandleTimeout => {
@@ -1504,11 +1640,57 @@ impl Driver {
                 self.events.push(Event::Queued { waiter: w });
             }
             (Predicted::Closed, Acquire::Closed) => self.events.push(Event::AcquireClosed),
+            (Predicted::Refused(until), Acquire::Refused { until: got }) => {
+                assert_eq!(
+                    got,
+                    self.at(until),
+                    "{}: acquire refused until {}ms, the model says {until}ms",
+                    self.at_step(),
+                    self.ms(got)
+                );
+                self.events.push(Event::AcquireRefused { until });
+            }
             (predicted, got) => panic!(
                 "{}: acquire returned {got:?}, the model predicted {predicted:?}",
                 self.at_step()
             ),
         }
+    }
+
+    /// `handle_create_failed`, or `handle_create_refused` if `refused`, for
+    /// the held ticket `i` picks, with a fresh error.
+    fn fail_creation(&mut self, i: u8, refused: bool) {
+        let now = self.instant();
+        let t = self.tickets.remove(usize::from(i) % self.tickets.len());
+        self.next_error += 1;
+        let (predicted, given_back) = if refused {
+            let error = format!("create refused #{}", self.next_error);
+            let predicted = self.model.create_refused(error.clone(), self.now);
+            let given_back = self.pool.handle_create_refused(t, error, now);
+            (predicted, given_back.expect("our ticket"))
+        } else {
+            let error = format!("create failed #{}", self.next_error);
+            let predicted = self.model.create_failed(error.clone(), self.now);
+            let given_back = self.pool.handle_create_failed(t, error, now);
+            (predicted, given_back.expect("our ticket"))
+        };
+        assert_eq!(
+            given_back,
+            predicted,
+            "{}: the error should be {}",
+            self.at_step(),
+            if predicted.is_some() {
+                "given back (no waiter counted on it)"
+            } else {
+                "delivered to the oldest waiter"
+            }
+        );
+        let delivered = given_back.is_none();
+        self.events.push(if refused {
+            Event::CreateRefused { delivered }
+        } else {
+            Event::CreateFailed { delivered }
+        });
     }
 
     fn poll(&mut self, i: u8) {
@@ -1554,6 +1736,8 @@ impl Driver {
                     }
                     (Outcome::Closed, Err(Failure::Closed)) => {}
                     (Outcome::Create(e), Err(Failure::Create(got))) if *e == got => {}
+                    (Outcome::Refused { until }, Err(Failure::Refused { until: got }))
+                        if self.at(*until) == got => {}
                     (outcome, result) => panic!(
                         "{}: waiter {w} collected {result:?}, the model predicted {outcome:?}",
                         self.at_step()
@@ -1668,6 +1852,9 @@ impl Driver {
                     let Err(Foreign(t)) = pool.handle_create_failed(t, "x".into(), now) else {
                         panic!("handle_create_failed accepted a foreign ticket");
                     };
+                    let Err(Foreign(t)) = pool.handle_create_refused(t, "x".into(), now) else {
+                        panic!("handle_create_refused accepted a foreign ticket");
+                    };
                     side.ticket = Some(t);
                 }
             }
@@ -1709,6 +1896,9 @@ impl Driver {
                 ForeignKind::CreateFailed if !self.tickets.is_empty() => {
                     let t = self.tickets.remove(0);
                     let Err(Foreign(t)) = side.handle_create_failed(t, "x".into(), now) else {
+                        panic!("the side pool accepted our ticket");
+                    };
+                    let Err(Foreign(t)) = side.handle_create_refused(t, "x".into(), now) else {
                         panic!("the side pool accepted our ticket");
                     };
                     self.tickets.insert(0, t);
