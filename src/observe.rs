@@ -8,7 +8,7 @@
 //!   |---|---|---|---|
 //!   | span `acquire` | DEBUG | `pool`, `wait_us` | around each [`Pool::acquire`](crate::Pool::acquire); `wait_us` is recorded when it ends |
 //!   | event `acquired` | DEBUG | `pool`, `wait_us` | an acquire is served |
-//!   | event `acquire failed` | WARN (DEBUG when the pool is closed) | `pool`, `wait_us`, `error`, `cause` | an acquire fails; `error` is its kind (`wait_timeout`, `create_timeout`, `create`, `create_aborted`, `create_panicked`, `closed`), `cause` the error with its causes (none for `closed`) |
+//!   | event `acquire failed` | WARN (DEBUG when the pool is closed) | `pool`, `wait_us`, `error`, `cause` | an acquire fails; `error` is its kind (`wait_timeout`, `create_timeout`, `create`, `create_aborted`, `create_panicked`, `refused`, `closed`), `cause` the error with its causes (none for `closed`) |
 //!   | event `acquire cancelled` | DEBUG | `pool`, `wait_us` | the caller dropped an acquire before it ended (its own timeout, say) |
 //!   | span `create` | DEBUG | `pool` | around each creation (the factory's own events nest in it); it has no parent, since a creation serves the queue, not the caller whose acquire started it |
 //!   | event `created` | DEBUG | `pool`, `duration_us` | a creation succeeds |

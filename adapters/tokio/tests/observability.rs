@@ -634,7 +634,11 @@ async fn a_refused_session_is_reported_in_its_creation() {
         ..ClientOptions::default().with_certificate_hash(server.certificate_hash())
     })
     .expect("a client endpoint");
-    let pool = SessionPool::new(client, url.clone(), 2).unwrap();
+    let pool = SessionPool::builder(client, url.clone(), 2)
+        .unwrap()
+        .options(|o| o.refusal_backoff(std::time::Duration::from_secs(60)))
+        .build()
+        .unwrap();
     // The pool is named for its URL, credentials, query and fragment left out.
     assert_eq!(pool.name(), public.as_str());
     let refused = pool.acquire().await.unwrap_err();
@@ -661,9 +665,20 @@ async fn a_refused_session_is_reported_in_its_creation() {
         failed.fields["cause"].contains("refused the WebTransport session"),
         "{failed:?}"
     );
+    // In the back-off the refusal started, the next acquire fails at once,
+    // counted as `refused`.
+    let backed_off = pool.acquire().await.unwrap_err();
+    assert!(
+        matches!(backed_off, PoolError::Refused { .. }),
+        "{backed_off:?}"
+    );
     let (counters, _) = metrics_of(public.as_str());
     assert_eq!(
         counters[&key(observe::ACQUIRE_FAILURES, &[("error", "create")])],
+        1
+    );
+    assert_eq!(
+        counters[&key(observe::ACQUIRE_FAILURES, &[("error", "refused")])],
         1
     );
     pool.close().await.unwrap();
