@@ -126,6 +126,15 @@ fn text<E: std::error::Error>(error: E) -> String {
 /// A new stream on `session`: the message, finish, the echo read to its end.
 pub async fn echo_on_new_stream(session: &Connection, message: &[u8]) -> Result<(), String> {
     let (mut send, mut recv) = session.open_bi().await.map_err(text)?.await.map_err(text)?;
+    echo_over(&mut send, &mut recv, message).await
+}
+
+/// The message on `send`, finish, the echo read to its end from `recv`.
+async fn echo_over(
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+    message: &[u8],
+) -> Result<(), String> {
     send.write_all(message).await.map_err(text)?;
     send.finish().await.map_err(text)?;
     let mut echoed = Vec::with_capacity(message.len());
@@ -206,12 +215,18 @@ pub async fn open_sessions_no_pool(target: Target, requests: usize) -> Sample {
 /// A SessionPool of `CLIENTS` sessions (filled beforehand), `CLIENTS`
 /// workers, a new stream per request on a pooled session.
 pub async fn session_pool(target: Target, requests: usize) -> Sample {
-    let pool = SessionPool::new(target.endpoint(), target.url.clone(), CLIENTS).expect("a pool");
-    let warm = futures::future::join_all((0..CLIENTS).map(|_| pool.acquire())).await;
+    session_pool_of(target, requests, CLIENTS).await
+}
+
+/// A SessionPool of `size` sessions (filled beforehand), `size` workers, a
+/// new stream per request on a pooled session; the sessions made are counted.
+async fn session_pool_of(target: Target, requests: usize, size: usize) -> Sample {
+    let pool = SessionPool::new(target.endpoint(), target.url.clone(), size).expect("a pool");
+    let warm = futures::future::join_all((0..size).map(|_| pool.acquire())).await;
     assert!(warm.iter().all(Result::is_ok), "the pool fills");
     drop(warm);
     let message = message();
-    let sample = drive(vec![pool.clone(); CLIENTS], requests, move |pool| {
+    let mut sample = drive(vec![pool.clone(); size], requests, move |pool| {
         let message = message.clone();
         async move {
             let result = async {
@@ -223,6 +238,7 @@ pub async fn session_pool(target: Target, requests: usize) -> Sample {
         }
     })
     .await;
+    sample.connections = Some(pool.counters().created as usize);
     let _ = pool.close().await;
     sample
 }
@@ -395,27 +411,7 @@ pub async fn shared_floor(target: Target, requests: usize) -> Sample {
 /// An exclusive SessionPool of `SHARED_TASKS` sessions (filled beforehand),
 /// `SHARED_TASKS` workers, a new stream per request on a pooled session.
 pub async fn exclusive_sessions(target: Target, requests: usize) -> Sample {
-    let pool =
-        SessionPool::new(target.endpoint(), target.url.clone(), SHARED_TASKS).expect("a pool");
-    let warm = futures::future::join_all((0..SHARED_TASKS).map(|_| pool.acquire())).await;
-    assert!(warm.iter().all(Result::is_ok), "the pool fills");
-    drop(warm);
-    let message = message();
-    let mut sample = drive(vec![pool.clone(); SHARED_TASKS], requests, move |pool| {
-        let message = message.clone();
-        async move {
-            let result = async {
-                let session = pool.acquire().await.map_err(text)?;
-                echo_on_new_stream(&session, &message).await
-            }
-            .await;
-            (pool, result)
-        }
-    })
-    .await;
-    sample.connections = Some(pool.counters().created as usize);
-    let _ = pool.close().await;
-    sample
+    session_pool_of(target, requests, SHARED_TASKS).await
 }
 
 /// A shared pool of `SHARED_SESSIONS` x `SHARED_LEASES` (filled
@@ -452,15 +448,8 @@ fn shared_pool(target: &Target) -> SharedSessionPool {
 
 /// One request on a stream of the shared pool.
 async fn shared_request(pool: &SharedSessionPool, message: &[u8]) -> Result<(), String> {
-    let mut stream = pool.open_bi().await.map_err(text)?;
-    stream.send().write_all(message).await.map_err(text)?;
-    stream.send().finish().await.map_err(text)?;
-    let mut echoed = Vec::with_capacity(message.len());
-    let mut chunk = [0u8; 1024];
-    while let Some(n) = stream.recv().read(&mut chunk).await.map_err(text)? {
-        echoed.extend_from_slice(&chunk[..n]);
-    }
-    check(message, &echoed)
+    let (mut send, mut recv, _lease) = pool.open_bi().await.map_err(text)?.into_parts();
+    echo_over(&mut send, &mut recv, message).await
 }
 
 /// The cold start: `SHARED_TASKS` tasks released at once on an empty pool
@@ -570,16 +559,9 @@ pub async fn fleet(requests: usize) -> Sample {
         let message = message.clone();
         async move {
             let result = async {
-                let stream = fleet.open_bi(&url).await.map_err(text)?;
-                let (mut send, mut recv, _lease) = stream.into_parts();
-                send.write_all(&message).await.map_err(text)?;
-                send.finish().await.map_err(text)?;
-                let mut echoed = Vec::with_capacity(message.len());
-                let mut chunk = [0u8; 1024];
-                while let Some(n) = recv.read(&mut chunk).await.map_err(text)? {
-                    echoed.extend_from_slice(&chunk[..n]);
-                }
-                check(&message, &echoed)
+                let (mut send, mut recv, _lease) =
+                    fleet.open_bi(&url).await.map_err(text)?.into_parts();
+                echo_over(&mut send, &mut recv, &message).await
             }
             .await;
             ((fleet, url), result)

@@ -889,11 +889,7 @@ impl<T, E, W> PoolState<T, E, W> {
         error: E,
         now: Instant,
     ) -> Result<Option<E>, Foreign<CreateTicket>> {
-        if ticket.pool != self.id {
-            return Err(Foreign(ticket));
-        }
-        self.creating -= 1;
-        self.counters.create_failed += 1;
+        self.end_failed_creation(ticket)?;
         let undelivered = self.fail_uncovered(error);
         if undelivered.is_some() {
             self.refill_paused_until = Some(now + self.refill_backoff);
@@ -917,11 +913,7 @@ impl<T, E, W> PoolState<T, E, W> {
         error: E,
         now: Instant,
     ) -> Result<Option<E>, Foreign<CreateTicket>> {
-        if ticket.pool != self.id {
-            return Err(Foreign(ticket));
-        }
-        self.creating -= 1;
-        self.counters.create_failed += 1;
+        self.end_failed_creation(ticket)?;
         self.counters.refused += 1;
         // A pause past what `Instant` can hold is cut to the usual longest.
         let until = (now.checked_add(self.refusal_backoff))
@@ -931,6 +923,16 @@ impl<T, E, W> PoolState<T, E, W> {
         let longest = REFUSAL_BACKOFF_MAX.max(self.limits.refusal_backoff);
         self.refusal_backoff = self.refusal_backoff.saturating_mul(2).min(longest);
         Ok(self.fail_uncovered(error))
+    }
+
+    /// A creation ended without an object: checks its ticket and counts it.
+    fn end_failed_creation(&mut self, ticket: CreateTicket) -> Result<(), Foreign<CreateTicket>> {
+        if ticket.pool != self.id {
+            return Err(Foreign(ticket));
+        }
+        self.creating -= 1;
+        self.counters.create_failed += 1;
+        Ok(())
     }
 
     /// A creation failed: fails the oldest waiter that the creations still

@@ -590,6 +590,17 @@ fn wakes(actions: &[Action<u32, u32>]) -> usize {
         .count()
 }
 
+/// Two leases on object 10, made for the first of them.
+fn two_leases(s: &mut State, now: Instant) -> (Checkout<u32>, Checkout<u32>) {
+    let w = queued(s.acquire(now, |_| true, || 0));
+    let t = tickets(drain(s)).pop().unwrap();
+    s.handle_created(t, 10, now).unwrap();
+    drain(s);
+    let a = served(s, w).unwrap();
+    let b = ready(s.acquire(now, |_| true, || 0));
+    (a, b)
+}
+
 #[test]
 fn zero_leases_is_a_config_error() {
     assert_eq!(
@@ -671,12 +682,7 @@ fn a_borrower_goes_to_the_least_loaded_object() {
 fn the_last_lease_back_makes_the_object_idle() {
     let now = t0();
     let mut s = shared(1, 2);
-    let w = queued(s.acquire(now, |_| true, || 0));
-    let t = tickets(drain(&mut s)).pop().unwrap();
-    s.handle_created(t, 10, now).unwrap();
-    drain(&mut s);
-    let a = served(&mut s, w).unwrap();
-    let b = ready(s.acquire(now, |_| true, || 0));
+    let (a, b) = two_leases(&mut s, now);
     s.release(a, now + Duration::from_secs(1), true).unwrap();
     assert_eq!(s.status().idle, 0, "one lease is still out");
     s.release(b, now + Duration::from_secs(2), true).unwrap();
@@ -692,12 +698,7 @@ fn the_last_lease_back_makes_the_object_idle() {
 fn a_dead_lent_object_takes_no_new_lease_and_closes_with_its_last() {
     let now = t0();
     let mut s = shared(2, 4);
-    let w = queued(s.acquire(now, |_| true, || 0));
-    let t = tickets(drain(&mut s)).pop().unwrap();
-    s.handle_created(t, 10, now).unwrap();
-    drain(&mut s);
-    let a = served(&mut s, w).unwrap();
-    let b = ready(s.acquire(now, |_| true, || 0));
+    let (a, b) = two_leases(&mut s, now);
     // The check at acquire finds it dead: retired, and the caller waits for a new one.
     let w = queued(s.acquire(now, |_| false, || 1));
     let t = tickets(drain(&mut s))
@@ -727,12 +728,7 @@ fn a_dead_lent_object_takes_no_new_lease_and_closes_with_its_last() {
 fn a_lease_given_back_dead_retires_its_object() {
     let now = t0();
     let mut s = shared(1, 2);
-    let w = queued(s.acquire(now, |_| true, || 0));
-    let t = tickets(drain(&mut s)).pop().unwrap();
-    s.handle_created(t, 10, now).unwrap();
-    drain(&mut s);
-    let a = served(&mut s, w).unwrap();
-    let b = ready(s.acquire(now, |_| true, || 0));
+    let (a, b) = two_leases(&mut s, now);
     s.release(a, now, false).unwrap();
     // Retired: the newcomer queues (the pool is at its size) rather than share it.
     let w = queued(s.acquire(now, |_| true, || 1));
@@ -787,12 +783,7 @@ fn an_outlived_lent_object_takes_no_new_lease() {
 fn close_retires_lent_objects_until_their_last_lease() {
     let now = t0();
     let mut s = shared(1, 2);
-    let w = queued(s.acquire(now, |_| true, || 0));
-    let t = tickets(drain(&mut s)).pop().unwrap();
-    s.handle_created(t, 10, now).unwrap();
-    drain(&mut s);
-    let a = served(&mut s, w).unwrap();
-    let b = ready(s.acquire(now, |_| true, || 0));
+    let (a, b) = two_leases(&mut s, now);
     s.close();
     drain(&mut s);
     assert!(matches!(s.acquire(now, |_| true, || 0), Acquire::Closed));
@@ -836,12 +827,7 @@ fn a_served_shared_waiter_that_leaves_passes_its_lease_on() {
 fn a_detached_lease_retires_its_object_unclosed() {
     let now = t0();
     let mut s = shared(1, 2);
-    let w = queued(s.acquire(now, |_| true, || 0));
-    let t = tickets(drain(&mut s)).pop().unwrap();
-    s.handle_created(t, 10, now).unwrap();
-    drain(&mut s);
-    let a = served(&mut s, w).unwrap();
-    let b = ready(s.acquire(now, |_| true, || 0));
+    let (a, b) = two_leases(&mut s, now);
     assert_eq!(s.detach(a).unwrap(), 10);
     s.release(b, now, true).unwrap();
     let actions = drain(&mut s);
