@@ -295,21 +295,23 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
     /// with [`PoolError::ForeignObject`] (and goes back to its own pool).
     ///
     /// The object is back in the pool when this returns; the future only
-    /// closes a dead one, and dropping it drops that object unclosed.
+    /// closes a dead one, and if it is dropped before it runs, that object
+    /// is closed in a task of the pool's instead.
     pub fn release(
         &self,
         object: Pooled<F, R>,
     ) -> impl Future<Output = Result<(), PoolError<F::Error>>> + Send + 'static {
         let inner = self.inner.clone();
-        let to_close = if Arc::ptr_eq(&self.inner, &object.pool().inner) {
+        let closing = if Arc::ptr_eq(&self.inner, &object.pool().inner) {
             let mut checkout = object.into_checkout();
             let alive = inner.is_alive(checkout.object_mut());
-            Ok(inner.give_back(checkout, alive, true))
+            let object = inner.give_back(checkout, alive, true);
+            Ok(close_awaited(inner, object))
         } else {
             drop(object);
             Err(PoolError::ForeignObject)
         };
-        async move { inner.close_now(to_close?).await }
+        async move { closing?.await }
     }
 
     /// Closes the pool: every waiter fails at once with [`PoolError::Closed`],
@@ -512,6 +514,10 @@ pub(crate) trait Driver<F: Factory> {
 
     /// Takes an object out of the pool for good.
     fn detach(&self, checkout: Checkout<F::Object>) -> F::Object;
+
+    /// Closes an object that left the pool in a task of its own; its error,
+    /// or its panic, is only counted.
+    fn spawn_close(&self, object: F::Object);
 }
 
 impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
@@ -546,14 +552,7 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
             Action::Wake(waker) => waker.into_iter().for_each(Waker::wake),
             Action::Create(ticket) => self.spawn_create(ticket),
             Action::Close { object, meta, .. } if inline(&meta) => kept.push(object),
-            Action::Close { object, .. } => {
-                let inner = self.clone();
-                self.runtime.spawn(async move {
-                    // Nobody waits for this close: its error, or its panic,
-                    // is only counted.
-                    let _ = inner.close_counted(object).await;
-                });
-            }
+            Action::Close { object, .. } => self.spawn_close(object),
         }
     }
 
@@ -596,6 +595,42 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
     fn detach(&self, checkout: Checkout<F::Object>) -> F::Object {
         self.with_state(|state| state.detach(checkout))
             .expect("a guard holds a checkout of its own pool")
+    }
+
+    fn spawn_close(&self, object: F::Object) {
+        let inner = self.clone();
+        self.runtime.spawn(async move {
+            let _ = inner.close_counted(object).await;
+        });
+    }
+}
+
+/// Closes an object that left the pool for a caller who awaits it (see
+/// `close_now`); if the future is dropped before it runs, the object is
+/// closed in the background instead, so that it is never dropped unclosed.
+pub(crate) fn close_awaited<F: Factory, R: Runtime>(
+    inner: Arc<Inner<F, R>>,
+    object: Option<F::Object>,
+) -> impl Future<Output = Result<(), PoolError<F::Error>>> + Send + 'static {
+    let mut unclosed = Unclosed { inner, object };
+    async move {
+        let object = unclosed.object.take();
+        unclosed.inner.close_now(object).await
+    }
+}
+
+/// An object to close for a caller who may drop the future first: its drop
+/// closes the object in the background if nobody took it.
+struct Unclosed<F: Factory, R: Runtime> {
+    inner: Arc<Inner<F, R>>,
+    object: Option<F::Object>,
+}
+
+impl<F: Factory, R: Runtime> Drop for Unclosed<F, R> {
+    fn drop(&mut self) {
+        if let Some(object) = self.object.take() {
+            self.inner.spawn_close(object);
+        }
     }
 }
 

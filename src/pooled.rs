@@ -4,7 +4,7 @@ use std::future::Future;
 use std::ops::{Deref, DerefMut};
 
 use crate::machine::{Checkout, ObjectMeta};
-use crate::pool::Driver;
+use crate::pool::{Driver, close_awaited};
 use crate::{Factory, Pool, PoolError, Runtime};
 
 /// An object borrowed from a [`Pool`]. It derefs to the object and goes back
@@ -67,11 +67,11 @@ impl<F: Factory, R: Runtime> Pooled<F, R> {
 
     /// Closes a broken object instead of giving it back; its slot is freed
     /// at once. The future closes it and returns the factory's close error, if
-    /// any; dropping the future drops the object unclosed.
+    /// any; dropped before it runs, it leaves the close to a task of the pool's.
     pub fn discard(self) -> impl Future<Output = Result<(), PoolError<F::Error>>> + Send + 'static {
         let inner = self.pool.inner().clone();
         let object = inner.give_back(self.into_checkout(), false, true);
-        async move { inner.close_now(object).await }
+        close_awaited(inner, object)
     }
 }
 

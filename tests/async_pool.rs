@@ -962,6 +962,26 @@ async fn discard_closes_the_object<R: TestRuntime>() {
     assert_eq!(f.closes(1), 1);
     assert_eq!(occupancy(checked(&pool)), (0, 0, 0, 0, 0));
     assert_eq!(pool.acquire().await.unwrap().id, 2);
+
+    // The futures of `discard` and of `release` (of a dead object) dropped
+    // before they ran: the objects are closed all the same, in the background.
+    f.fail_closes(false);
+    let g = pool.acquire().await.unwrap();
+    assert_eq!(g.id, 2);
+    drop(g.discard());
+    wait_until::<R>("the dropped discard's object is closed", || {
+        f.closes(2) == 1
+    })
+    .await;
+    let g = pool.acquire().await.unwrap();
+    assert_eq!(g.id, 3);
+    f.kill(3);
+    drop(pool.release(g));
+    wait_until::<R>("the dropped release's dead object is closed", || {
+        f.closes(3) == 1
+    })
+    .await;
+    assert_eq!(occupancy(checked(&pool)), (0, 0, 0, 0, 0));
 }
 
 /// Regression: a close that fails in `discard` (or in `release` of a dead object)

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -86,9 +87,14 @@ impl<R: TransportRuntime> Clone for Fleet<R> {
     }
 }
 
+/// Changes the engine's options of each server's pool.
+type Options<R> =
+    dyn Fn(wtpool::Builder<SessionFactory, R>) -> wtpool::Builder<SessionFactory, R> + Send + Sync;
+
 struct FleetShared<R: TransportRuntime> {
     client: ClientEndpoint,
     settings: FleetSettings,
+    options: Box<Options<R>>,
     cap: Arc<SessionCap>,
     servers: Mutex<Servers<R>>,
 }
@@ -115,27 +121,50 @@ struct Server<R: TransportRuntime> {
 
 impl<R: TransportRuntime> Fleet<R> {
     /// A fleet of sessions from `client` (one endpoint, one set of pins and
-    /// settings for all its servers) under `settings`.
+    /// settings for all its servers) under `settings`, each server's pool
+    /// with the WebTransport defaults of [`Builder`](crate::Builder).
     pub fn new(
         client: impl Into<ClientEndpoint>,
         settings: FleetSettings,
     ) -> Result<Self, WebTransportError> {
-        for (value, error) in [
+        Self::with_options(client, settings, |options| options)
+    }
+
+    /// [`new`](Self::new), with `options` changing the engine's options of
+    /// each server's pool (say, its `create_timeout`, which also bounds how
+    /// long a creation waits for a place under the cap, or its
+    /// `wait_timeout` and `refusal_backoff`). The fleet sets each pool's
+    /// `idle_timeout` to `forget_after` after `options` ran.
+    pub fn with_options(
+        client: impl Into<ClientEndpoint>,
+        settings: FleetSettings,
+        options: impl Fn(wtpool::Builder<SessionFactory, R>) -> wtpool::Builder<SessionFactory, R>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Result<Self, WebTransportError> {
+        let counts = [
             (settings.max_sessions, wtpool::ConfigError::ZeroMaxSize),
             (
                 settings.max_sessions_per_server,
                 wtpool::ConfigError::ZeroMaxSize,
             ),
             (settings.max_leases, wtpool::ConfigError::ZeroMaxLeases),
-        ] {
+        ];
+        for (value, error) in counts {
             if value == 0 {
                 return Err(WebTransportError::Config(error));
             }
+        }
+        if settings.forget_after.is_zero() {
+            let error = wtpool::ConfigError::ZeroDuration("forget_after");
+            return Err(WebTransportError::Config(error));
         }
         let shared = Arc::new_cyclic(|fleet: &Weak<FleetShared<R>>| {
             let evictor: Weak<dyn Evict> = fleet.clone();
             FleetShared {
                 client: client.into(),
+                options: Box::new(options),
                 cap: Arc::new(SessionCap {
                     max: settings.max_sessions,
                     open: Mutex::new(0),
@@ -173,13 +202,17 @@ impl<R: TransportRuntime> Fleet<R> {
         let now = R::default().now();
         let mut servers = self.shared.servers();
         self.shared.forget_idle(&mut servers, now);
-        if let Some(server) = servers.by_key.get_mut(&key) {
+        // A pool closed through a handle of its own is made anew.
+        if let Some(server) = servers.by_key.get_mut(&key)
+            && !server.pool.is_closed()
+        {
             server.last_used = now;
             return Ok(server.pool.clone());
         }
         let place = FleetPlace {
             cap: self.shared.cap.clone(),
             server: key.clone(),
+            held: AtomicUsize::new(0),
         };
         let factory = SessionFactory::new::<R>(client.clone(), url.clone())?.in_fleet(place);
         let settings = &self.shared.settings;
@@ -188,7 +221,7 @@ impl<R: TransportRuntime> Fleet<R> {
             settings.max_sessions_per_server,
             settings.max_leases,
         )
-        .options(|o| o.idle_timeout(settings.forget_after))
+        .options(|o| (self.shared.options)(o).idle_timeout(settings.forget_after))
         .build()?;
         let server = Server {
             pool: pool.clone(),
@@ -268,28 +301,32 @@ impl<R: TransportRuntime> FleetShared<R> {
 
 /// Closing idle sessions of other servers, for the cap.
 trait Evict: Send + Sync {
-    /// Closes the least recently used idle session of the least recently
-    /// used server other than `except` that has one; whether it found one.
-    fn evict_one(&self, except: &ServerKey) -> bool;
+    /// If the pool of `server` has waiters, closes the least recently used
+    /// idle session of the least recently used other server that has one.
+    /// (A creation its waiters no longer need closes nothing.)
+    fn evict_one(&self, server: &ServerKey);
 
     /// A short pause on the fleet's runtime.
     fn pause(&self) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 impl<R: TransportRuntime> Evict for FleetShared<R> {
-    fn evict_one(&self, except: &ServerKey) -> bool {
+    fn evict_one(&self, server: &ServerKey) {
         let servers = self.servers();
+        let waiting = (servers.by_key.get(server)).is_some_and(|s| s.pool.status().waiting > 0);
+        if !waiting {
+            return;
+        }
         let victim = servers
             .by_key
             .iter()
-            .filter(|(key, server)| *key != except && server.pool.status().idle > 0)
-            .min_by_key(|(_, server)| server.last_used);
-        let Some((_, server)) = victim else {
-            return false;
-        };
-        // The idle list is least recently used first.
-        let mut first = true;
-        server.pool.retain(|_, _| !std::mem::take(&mut first)) > 0
+            .filter(|(key, other)| *key != server && other.pool.status().idle > 0)
+            .min_by_key(|(_, other)| other.last_used);
+        if let Some((_, victim)) = victim {
+            // The idle list is least recently used first.
+            let mut first = true;
+            victim.pool.retain(|_, _| !std::mem::take(&mut first));
+        }
     }
 
     fn pause(&self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
@@ -322,6 +359,10 @@ impl SessionCap {
 pub(crate) struct FleetPlace {
     cap: Arc<SessionCap>,
     server: ServerKey,
+    /// Places its open sessions hold: given back at their close, or, for
+    /// sessions dropped unclosed (their pool dropped with them idle), when
+    /// the factory itself is dropped.
+    held: AtomicUsize,
 }
 
 impl FleetPlace {
@@ -337,7 +378,10 @@ impl FleetPlace {
                 let mut open = cap.open.lock().unwrap_or_else(PoisonError::into_inner);
                 if *open < cap.max {
                     *open += 1;
-                    return Taken { cap, kept: false };
+                    return Taken {
+                        place: self,
+                        kept: false,
+                    };
                 }
             }
             // Woken by a close, or looking again shortly for an idle
@@ -356,19 +400,29 @@ impl FleetPlace {
 
     /// Gives back the place a closed session held.
     pub(crate) fn give_back(&self) {
+        self.held.fetch_sub(1, Ordering::SeqCst);
         self.cap.give_back();
+    }
+}
+
+impl Drop for FleetPlace {
+    fn drop(&mut self) {
+        for _ in 0..*self.held.get_mut() {
+            self.cap.give_back();
+        }
     }
 }
 
 /// A place under the cap, given back on drop unless kept.
 pub(crate) struct Taken<'a> {
-    cap: &'a SessionCap,
+    place: &'a FleetPlace,
     kept: bool,
 }
 
 impl Taken<'_> {
     /// The session connected: it holds the place until it is closed.
     pub(crate) fn keep(mut self) {
+        self.place.held.fetch_add(1, Ordering::SeqCst);
         self.kept = true;
     }
 }
@@ -376,7 +430,7 @@ impl Taken<'_> {
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
         if !self.kept {
-            self.cap.give_back();
+            self.place.cap.give_back();
         }
     }
 }

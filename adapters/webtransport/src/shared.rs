@@ -107,18 +107,14 @@ impl<R: TransportRuntime> SharedSessionPool<R> {
     /// one if every session is full and there is room), holding the
     /// session's lease until the stream is dropped.
     ///
-    /// If the session turns out to have died between the pool's check and
-    /// the opening, the stream is tried once more on another session.
+    /// A session that died between the pool's check and the opening fails
+    /// this call ([`SharedSessionError::Open`]); its lease, given back, retires
+    /// it, so the next call goes to another session.
     pub async fn open_bi(&self) -> Result<SharedStream<R>, SharedSessionError> {
-        let mut tried_another = false;
-        loop {
-            let lease = self.pool.acquire().await?;
-            match open_bi(&lease).await {
-                Ok((send, recv)) => return Ok(SharedStream { send, recv, lease }),
-                // Dropped, the lease retires the dead session.
-                Err(_) if !tried_another && !is_alive(&lease) => tried_another = true,
-                Err(error) => return Err(SharedSessionError::Open(error)),
-            }
+        let lease = self.pool.acquire().await?;
+        match open_bi(&lease).await {
+            Ok((send, recv)) => Ok(SharedStream { send, recv, lease }),
+            Err(error) => Err(SharedSessionError::Open(error)),
         }
     }
 
@@ -137,10 +133,6 @@ async fn open_bi(session: &Connection) -> Result<(SendStream, RecvStream), WebTr
         .await
         .map_err(WebTransportError::SessionClosed)?;
     opening.await.map_err(WebTransportError::StreamOpen)
-}
-
-fn is_alive(session: &Connection) -> bool {
-    session.quic_connection().close_reason().is_none()
 }
 
 impl<R: TransportRuntime> Deref for SharedSessionPool<R> {
