@@ -2331,12 +2331,46 @@ async fn a_fleet_keeps_its_places<R: TestRuntime>() {
     ));
 }
 
+/// A creation started for a borrower who was served meanwhile by a lease
+/// coming back waits for a place without closing another server's idle
+/// session, and ends at its create timeout.
+async fn an_unneeded_creation_closes_nobodys_session<R: TestRuntime>() {
+    let server = start_server();
+    let settings = FleetSettings {
+        max_sessions: 2,
+        max_leases: 1,
+        forget_after: Duration::from_secs(600),
+        ..FleetSettings::default()
+    };
+    let fleet = Fleet::<R>::with_options(endpoint::<R>(server.certificate_hash()), settings, |o| {
+        o.create_timeout(Duration::from_millis(300))
+    })
+    .expect("a valid fleet");
+    let other = endpoint::<R>(server.certificate_hash());
+    let a = fleet.pool(&server.url()).expect("a's pool");
+    let b = fleet.pool_from(&other, &server.url()).expect("b's pool");
+    let (a1, b1) = (a.acquire().await.unwrap(), b.acquire().await.unwrap());
+    // a's second borrower waits: a new session for it waits for a place.
+    let mut second = Box::pin(a.acquire());
+    assert!(futures::poll!(second.as_mut()).is_pending());
+    wait_until::<R>("a's creation starts", || a.status().creating == 1).await;
+    drop(a1);
+    let second = second.await.expect("served by the lease given back");
+    // b's session goes idle: the creation nobody needs must leave it alone.
+    drop(b1);
+    wait_until::<R>("the unneeded creation ends", || a.status().creating == 0).await;
+    assert_eq!(b.counters().closed, 0, "b's idle session was closed");
+    assert_eq!(checked(b.status()).idle, 1);
+    drop(second);
+}
+
 // ----- the tests, on both runtimes -----
 
 scenarios!(
     a_fleet_serves_eight_servers_under_one_cap,
     a_fleet_evicts_and_forgets,
     a_fleet_keeps_its_places,
+    an_unneeded_creation_closes_nobodys_session,
     shared_sessions_carry_a_thousand_borrowers,
     a_shared_session_the_server_closes_takes_no_new_lease,
     shared_acquire_cancelled_anywhere_loses_nothing,
