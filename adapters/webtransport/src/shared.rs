@@ -21,7 +21,7 @@ use crate::{Builder, ClientEndpoint, TransportRuntime, WebTransportError};
 /// concurrent bidirectional streams of a session, well within what servers
 /// grant (quinn's default is 100; wtransport's server keeps it), so that no
 /// borrower waits for stream credit that another holds. On loopback, 4
-/// sessions of 16 borrowers carry as many requests a second as 64 sessions
+/// sessions of 16 borrowers carry more requests a second than 64 sessions
 /// of one (see docs/benchmarks.md).
 pub const DEFAULT_MAX_LEASES: usize = 16;
 
