@@ -7,10 +7,13 @@
 //! lease and leaves it with its last. Each borrower holds a clone of the
 //! object (`share`), so the table keeps the original for the next borrower.
 //!
-//! Costs: a lease, a return and the least-loaded look-up are O(log n) in the
-//! number of lent objects (one `BTreeSet` update each); retiring is O(log n).
-
-use std::collections::BTreeSet;
+//! The objects that take more leases are kept in `room`, a binary min-heap
+//! by `(leases, key)` whose entries know their place in it: the least loaded
+//! object (the lowest key among equals) is on top.
+//!
+//! Costs: a lease, a return and a retirement are O(log n) in the number of
+//! lent objects (one sift in the heap, with no allocation once it has grown);
+//! the least-loaded look-up is O(1).
 
 use slab::Slab;
 
@@ -35,6 +38,8 @@ pub(crate) struct Lent<T> {
     pub(crate) leases: usize,
     /// `None` while it takes new leases.
     pub(crate) retired: Option<Retired>,
+    /// Its index in `room`, while it is there.
+    room_at: Option<usize>,
 }
 
 /// The lent objects of a shared pool.
@@ -44,9 +49,9 @@ pub(crate) struct Leases<T> {
     /// Makes a borrower's handle on an object.
     share: fn(&T) -> T,
     lent: Slab<Lent<T>>,
-    /// The lent objects that take new leases (not retired, fewer than `max`
-    /// leases out) as `(leases, key)`: the first is the least loaded.
-    room: BTreeSet<(usize, usize)>,
+    /// The keys of the lent objects that take new leases (not retired,
+    /// fewer than `max` leases out), a min-heap by `(leases, key)`.
+    room: Vec<usize>,
     /// Leases out in all.
     total: usize,
 }
@@ -57,7 +62,7 @@ impl<T> Leases<T> {
             max,
             share,
             lent: Slab::new(),
-            room: BTreeSet::new(),
+            room: Vec::new(),
             total: 0,
         }
     }
@@ -79,7 +84,7 @@ impl<T> Leases<T> {
 
     /// The lent object with the fewest leases that takes one more.
     pub(crate) fn least_loaded(&self) -> Option<usize> {
-        self.room.first().map(|&(_, key)| key)
+        self.room.first().copied()
     }
 
     /// Whether the object at `key` takes one more lease.
@@ -101,11 +106,10 @@ impl<T> Leases<T> {
             meta,
             leases: 1,
             retired: None,
+            room_at: None,
         });
         self.total += 1;
-        if self.max > 1 {
-            self.room.insert((1, key));
-        }
+        self.place_in_room(key);
         (key, handle, meta)
     }
 
@@ -137,7 +141,9 @@ impl<T> Leases<T> {
             self.set_leases(key, leases - 1);
             return None;
         }
-        self.room.remove(&(1, key));
+        if let Some(at) = self.lent[key].room_at {
+            self.remove_from_room(at);
+        }
         self.total -= 1;
         Some(self.lent.remove(key))
     }
@@ -149,7 +155,6 @@ impl<T> Leases<T> {
     /// a lease given back dead after the pool closed makes it `Dead`.
     pub(crate) fn retire(&mut self, key: usize, why: Retired) {
         let lent = &mut self.lent[key];
-        self.room.remove(&(lent.leases, key));
         let closed = Retired::Close(CloseReason::PoolClosed);
         let overrides = why == Retired::Detached
             || (why == Retired::Close(CloseReason::Dead) && lent.retired == Some(closed));
@@ -158,6 +163,7 @@ impl<T> Leases<T> {
         } else {
             lent.retired.get_or_insert(why);
         }
+        self.place_in_room(key);
     }
 
     /// Retires every lent object (the pool is closing).
@@ -165,6 +171,7 @@ impl<T> Leases<T> {
         self.room.clear();
         for (_, lent) in &mut self.lent {
             lent.retired.get_or_insert(why);
+            lent.room_at = None;
         }
     }
 
@@ -172,20 +179,94 @@ impl<T> Leases<T> {
     fn set_leases(&mut self, key: usize, leases: usize) {
         let lent = &mut self.lent[key];
         self.total = self.total + leases - lent.leases;
-        let had_room = self.room.remove(&(lent.leases, key));
-        debug_assert_eq!(had_room, lent.retired.is_none() && lent.leases < self.max);
         lent.leases = leases;
-        if lent.retired.is_none() && leases < self.max {
-            self.room.insert((leases, key));
+        self.place_in_room(key);
+    }
+
+    // ----- the heap `room` -----
+
+    /// Where `key` ranks in `room`: fewer leases first, then lower keys.
+    fn rank(&self, key: usize) -> (usize, usize) {
+        (self.lent[key].leases, key)
+    }
+
+    /// Puts `key` where its lease count and retirement say: in its place in
+    /// `room` if it takes more leases, out of `room` if not.
+    fn place_in_room(&mut self, key: usize) {
+        match (self.lent[key].room_at, self.has_room(key)) {
+            (Some(at), true) => {
+                let at = self.sift_up(at);
+                self.sift_down(at);
+            }
+            (Some(at), false) => self.remove_from_room(at),
+            (None, true) => {
+                self.room.push(key);
+                let at = self.room.len() - 1;
+                self.lent[key].room_at = Some(at);
+                self.sift_up(at);
+            }
+            (None, false) => {}
+        }
+    }
+
+    /// Takes the entry at `at` out of `room`; the last entry fills the gap.
+    fn remove_from_room(&mut self, at: usize) {
+        let key = self.room.swap_remove(at);
+        self.lent[key].room_at = None;
+        if at < self.room.len() {
+            let moved = self.room[at];
+            self.lent[moved].room_at = Some(at);
+            let at = self.sift_up(at);
+            self.sift_down(at);
+        }
+    }
+
+    fn swap_in_room(&mut self, a: usize, b: usize) {
+        self.room.swap(a, b);
+        let (key_a, key_b) = (self.room[a], self.room[b]);
+        self.lent[key_a].room_at = Some(a);
+        self.lent[key_b].room_at = Some(b);
+    }
+
+    /// Moves the entry at `at` up while it ranks before its parent; returns
+    /// where it ends.
+    fn sift_up(&mut self, mut at: usize) -> usize {
+        while at > 0 {
+            let parent = (at - 1) / 2;
+            if self.rank(self.room[at]) >= self.rank(self.room[parent]) {
+                break;
+            }
+            self.swap_in_room(at, parent);
+            at = parent;
+        }
+        at
+    }
+
+    /// Moves the entry at `at` down while a child ranks before it.
+    fn sift_down(&mut self, mut at: usize) {
+        loop {
+            let mut first = at;
+            for child in [2 * at + 1, 2 * at + 2] {
+                if child < self.room.len()
+                    && self.rank(self.room[child]) < self.rank(self.room[first])
+                {
+                    first = child;
+                }
+            }
+            if first == at {
+                return;
+            }
+            self.swap_in_room(at, first);
+            at = first;
         }
     }
 
     /// Checks the table: every object has between 1 and `max` leases, they
-    /// add up to `total`, and `room` holds exactly the objects that take
-    /// more, each under its current count.
+    /// add up to `total`, and `room` is a heap of exactly the objects that
+    /// take more, each knowing its place.
     pub(crate) fn check(&self) -> Result<(), String> {
         let mut total = 0;
-        let mut room = BTreeSet::new();
+        let mut room = 0;
         for (key, lent) in &self.lent {
             if lent.leases == 0 || lent.leases > self.max {
                 return Err(format!(
@@ -194,15 +275,27 @@ impl<T> Leases<T> {
                 ));
             }
             total += lent.leases;
-            if lent.retired.is_none() && lent.leases < self.max {
-                room.insert((lent.leases, key));
+            let placed = lent
+                .room_at
+                .is_some_and(|at| self.room.get(at) == Some(&key));
+            if placed != self.has_room(key) {
+                return Err(format!(
+                    "object {} misplaced in the least-loaded heap",
+                    lent.meta.id
+                ));
             }
+            room += usize::from(placed);
         }
         if total != self.total {
             return Err(format!("{total} leases out, counted {}", self.total));
         }
-        if room != self.room {
-            return Err("the least-loaded index disagrees with the lease counts".into());
+        if room != self.room.len() {
+            return Err("the least-loaded heap holds objects it should not".into());
+        }
+        for at in 1..self.room.len() {
+            if self.rank(self.room[at]) < self.rank(self.room[(at - 1) / 2]) {
+                return Err("the least-loaded heap is out of order".into());
+            }
         }
         Ok(())
     }
