@@ -187,18 +187,21 @@ pub async fn new_connection_per_request(target: Target, requests: usize) -> Samp
 /// `CLIENTS` sessions opened beforehand, one per worker, a new stream per
 /// request: the floor under a SessionPool.
 pub async fn open_sessions_no_pool(target: Target, requests: usize) -> Sample {
+    open_sessions(target, requests, CLIENTS, CLIENTS).await
+}
+
+/// `count` sessions opened beforehand, `workers` workers using them round
+/// robin, a new stream per request: the floor under a pool of sessions.
+async fn open_sessions(target: Target, requests: usize, count: usize, workers: usize) -> Sample {
     let endpoint = target.endpoint();
     let mut sessions = Vec::new();
-    for _ in 0..CLIENTS {
-        sessions.push(
-            endpoint
-                .connect(target.url.to_string())
-                .await
-                .expect("a session"),
-        );
+    for _ in 0..count {
+        let session = endpoint.connect(target.url.to_string()).await;
+        sessions.push(session.expect("a session"));
     }
+    let states = (0..workers).map(|n| sessions[n % count].clone()).collect();
     let message = message();
-    let sample = drive(sessions.clone(), requests, move |session: Connection| {
+    let mut sample = drive(states, requests, move |session: Connection| {
         let message = message.clone();
         async move {
             let result = echo_on_new_stream(&session, &message).await;
@@ -209,6 +212,7 @@ pub async fn open_sessions_no_pool(target: Target, requests: usize) -> Sample {
     for session in sessions {
         session.close(VarInt::from_u32(0), b"done");
     }
+    sample.connections = Some(count);
     sample
 }
 
@@ -383,29 +387,7 @@ pub const SHARED_LEASES: usize = SHARED_TASKS / SHARED_SESSIONS;
 /// using them round robin, a new stream per request: the floor under a
 /// shared pool.
 pub async fn shared_floor(target: Target, requests: usize) -> Sample {
-    let endpoint = target.endpoint();
-    let mut sessions = Vec::new();
-    for _ in 0..SHARED_SESSIONS {
-        let session = endpoint.connect(target.url.to_string()).await;
-        sessions.push(session.expect("a session"));
-    }
-    let states = (0..SHARED_TASKS)
-        .map(|n| sessions[n % SHARED_SESSIONS].clone())
-        .collect();
-    let message = message();
-    let mut sample = drive(states, requests, move |session: Connection| {
-        let message = message.clone();
-        async move {
-            let result = echo_on_new_stream(&session, &message).await;
-            (session, result)
-        }
-    })
-    .await;
-    for session in sessions {
-        session.close(VarInt::from_u32(0), b"done");
-    }
-    sample.connections = Some(SHARED_SESSIONS);
-    sample
+    open_sessions(target, requests, SHARED_SESSIONS, SHARED_TASKS).await
 }
 
 /// An exclusive SessionPool of `SHARED_TASKS` sessions (filled beforehand),
