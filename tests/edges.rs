@@ -709,6 +709,41 @@ async fn wait_virtual(what: &str, limit: Duration, mut cond: impl FnMut() -> boo
     }
 }
 
+/// The pool's clock is its runtime's, from any thread: a paused
+/// current-thread runtime's virtual time, and a multi-thread runtime's
+/// system time (read without entering it, since tokio never pauses it).
+#[test]
+fn the_tokio_clock_is_the_bound_runtimes_from_any_thread() {
+    const HOUR: Duration = Duration::from_secs(3600);
+    let paused_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let clock = Tokio::with_handle(paused_rt.handle().clone());
+    let before = std::thread::scope(|s| s.spawn(|| clock.now()).join().unwrap());
+    paused_rt.block_on(async { tokio::time::sleep(HOUR).await });
+    let after = std::thread::scope(|s| s.spawn(|| clock.now()).join().unwrap());
+    assert!(
+        after - before >= HOUR,
+        "virtual time moved {:?}",
+        after - before
+    );
+
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let clock = Tokio::with_handle(multi.handle().clone());
+    let start = Instant::now();
+    let read = std::thread::scope(|s| s.spawn(|| clock.now()).join().unwrap());
+    assert!(
+        start <= read && read <= Instant::now(),
+        "not the system's clock"
+    );
+}
+
 /// Regression: the driver read the system clock but slept on tokio's, so
 /// under paused time an idle timeout never came. Now an hour of idle
 /// timeout passes in no real time.

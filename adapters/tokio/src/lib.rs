@@ -28,7 +28,7 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use tokio::runtime::{EnterGuard, Handle};
+use tokio::runtime::{EnterGuard, Handle, RuntimeFlavor};
 pub use wtpool::{
     CloseErrors, ConfigError, Counters, ErrorChain, Factory, ObjectMeta, PoolError, Status,
     TimeoutKind, machine, observe,
@@ -86,22 +86,29 @@ pub use wtpool::{
 #[derive(Debug, Clone)]
 pub struct Tokio {
     handle: Option<Handle>,
+    /// Whether the bound runtime's clock can be paused: tokio pauses only a
+    /// current-thread runtime's. A multi-thread runtime's clock is the
+    /// system's, read without entering the runtime (see [`Tokio::now`]).
+    pausable: bool,
 }
 
 impl Tokio {
     /// Binds to the runtime this is called in; outside any runtime, to none
     /// (see [`Tokio`]).
     pub fn current() -> Self {
-        Tokio {
-            handle: Handle::try_current().ok(),
-        }
+        Self::bound(Handle::try_current().ok())
     }
 
     /// Binds to the given runtime.
     pub fn with_handle(handle: Handle) -> Self {
-        Tokio {
-            handle: Some(handle),
-        }
+        Self::bound(Some(handle))
+    }
+
+    fn bound(handle: Option<Handle>) -> Self {
+        let pausable = handle
+            .as_ref()
+            .is_some_and(|handle| handle.runtime_flavor() != RuntimeFlavor::MultiThread);
+        Tokio { handle, pausable }
     }
 
     /// The runtime it is bound to, if any.
@@ -148,7 +155,14 @@ impl wtpool::Runtime for Tokio {
 
     /// The bound runtime's clock: paused with it. Without a runtime, the
     /// clock of the caller's runtime, if any, else the system's.
+    ///
+    /// tokio pauses only a current-thread runtime's clock: a multi-thread
+    /// runtime's is the system's, read directly (entering the runtime to
+    /// read it would cost more than the read).
     fn now(&self) -> Instant {
+        if self.handle.is_some() && !self.pausable {
+            return Instant::now();
+        }
         let _entered = self.handle.as_ref().and_then(enter);
         tokio::time::Instant::now().into_std()
     }
