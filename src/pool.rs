@@ -55,8 +55,13 @@ enum CloseFailure<E> {
 }
 
 pub(crate) type State<F> =
-    PoolState<<F as Factory>::Object, CreateFailure<<F as Factory>::Error>, Option<Waker>>;
-type Actions<F> = Drained<Action<<F as Factory>::Object, Option<Waker>>>;
+    PoolState<<F as Factory>::Object, CreateFailure<<F as Factory>::Error>, Arc<Slot<F>>>;
+/// The machine's actions once drained: a served waiter's outcome is in its
+/// slot, and only its waker is left to wake.
+type Actions<F> = Drained<Action<<F as Factory>::Object, Waker>>;
+/// What the machine serves a waiter.
+type Served<F> =
+    Result<Checkout<<F as Factory>::Object>, Failure<CreateFailure<<F as Factory>::Error>>>;
 
 /// The actions of one input. Most inputs have none or one: that one is kept
 /// inline, so that draining allocates nothing for them.
@@ -115,14 +120,104 @@ struct Locked<F: Factory> {
 }
 
 impl<F: Factory> Locked<F> {
-    /// The machine's pending actions.
+    /// The machine's pending actions, with each served waiter's outcome
+    /// delivered into its slot (see [`Slot`]).
     fn drain(&mut self) -> Actions<F> {
-        let first = self.machine.poll_action();
+        let first = self.next_action();
         let rest = match first {
-            Some(_) => std::iter::from_fn(|| self.machine.poll_action()).collect(),
+            Some(_) => std::iter::from_fn(|| self.next_action()).collect(),
             None => Vec::new(),
         };
         Drained { first, rest }
+    }
+
+    /// The next action; a waiter served is delivered its outcome here, and a
+    /// waiter that is leaving is skipped (it collects from the machine).
+    fn next_action(&mut self) -> Option<Action<F::Object, Waker>> {
+        loop {
+            match self.machine.poll_action()? {
+                Action::Wake(slot) => match slot.deliver(&mut self.machine) {
+                    Some(waker) => return Some(Action::Wake(waker)),
+                    None => continue,
+                },
+                Action::Create(ticket) => return Some(Action::Create(ticket)),
+                Action::Close {
+                    object,
+                    meta,
+                    reason,
+                } => {
+                    return Some(Action::Close {
+                        object,
+                        meta,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A queued acquire's mailbox, shared by the waiter and the pool.
+///
+/// The input that serves the waiter (a release, a creation, the close)
+/// also collects its outcome from the machine for it, under the pool's
+/// lock, and leaves it here; the woken waiter takes it under this slot's
+/// lock alone. A hand-off thus takes the pool's lock twice (the acquire that
+/// queues, the release that serves), not three times.
+///
+/// Who ends the wait is decided under this lock: the pool delivers only
+/// while the waiter's token is here ([`SlotState::Waiting`]); a waiter that
+/// leaves (dropped, timed out) takes its token out first, and then
+/// collects or cancels in the machine itself. Lock order: the pool's lock,
+/// then a slot's; never the other way.
+pub(crate) struct Slot<F: Factory> {
+    state: Mutex<SlotState<F>>,
+}
+
+enum SlotState<F: Factory> {
+    /// Queued: the waiter's token and the waker to wake it with.
+    Waiting { waiter: WaiterId, waker: Waker },
+    /// Served and delivered: the outcome, for the waiter to take.
+    Served(Served<F>),
+    /// Before the token is in (the acquire that queues puts it in under the
+    /// pool's lock, before any input can serve it), and once the waiter has
+    /// taken its token or its outcome out.
+    Empty,
+}
+
+impl<F: Factory> Slot<F> {
+    fn new() -> Arc<Self> {
+        Arc::new(Slot {
+            state: Mutex::new(SlotState::Empty),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SlotState<F>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The waiter's state, taken out (the slot is left empty).
+    fn take(&self) -> SlotState<F> {
+        std::mem::replace(&mut *self.lock(), SlotState::Empty)
+    }
+
+    /// Under the pool's lock, once the machine has served this waiter:
+    /// collects its outcome and leaves it here. Returns the waker to wake,
+    /// or `None` if the waiter is leaving (it took its token: its cancel
+    /// collects the outcome from the machine, and gives an object back).
+    fn deliver(&self, machine: &mut State<F>) -> Option<Waker> {
+        let mut state = self.lock();
+        let SlotState::Waiting { waiter, waker } = std::mem::replace(&mut *state, SlotState::Empty)
+        else {
+            return None;
+        };
+        match machine.poll_waiter(waiter, |_| ()) {
+            Ok(WaitPoll::Ready(served)) => *state = SlotState::Served(served),
+            Ok(WaitPoll::Pending(_)) | Err(_) => {
+                unreachable!("a woken waiter of this pool is served")
+            }
+        }
+        Some(waker)
     }
 }
 
@@ -243,25 +338,36 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
             inner.epoch
         };
         let mut now = now;
-        let waiter = loop {
+        let slot = loop {
             // Queued, the caller's waker is registered in the same input, so
             // that the wait's first poll need not take the lock again to
             // register it.
             let first = std::future::poll_fn(|cx| {
                 Poll::Ready(inner.with_state(|state| {
-                    state.acquire(
+                    let mut slot = None;
+                    let answer = state.acquire(
                         now,
                         |object| inner.is_alive(object),
-                        || Some(cx.waker().clone()),
-                    )
+                        || slot.insert(Slot::new()).clone(),
+                    );
+                    if let Acquire::Queued(waiter) = answer {
+                        let slot = slot.expect("queued with the slot made for it");
+                        *slot.lock() = SlotState::Waiting {
+                            waiter,
+                            waker: cx.waker().clone(),
+                        };
+                        return Err(slot);
+                    }
+                    Ok(answer)
                 }))
             })
             .await;
             match first {
-                Acquire::Ready(checkout) => return Ok(Pooled::new(self.clone(), checkout)),
-                Acquire::Closed => return Err(PoolError::Closed),
-                Acquire::Queued(waiter) => break waiter,
-                Acquire::Refused { until } => {
+                Ok(Acquire::Ready(checkout)) => return Ok(Pooled::new(self.clone(), checkout)),
+                Ok(Acquire::Closed) => return Err(PoolError::Closed),
+                Err(slot) => break slot,
+                Ok(Acquire::Queued(_)) => unreachable!("answered with its slot"),
+                Ok(Acquire::Refused { until }) => {
                     // `now` may be the epoch (see above): read the clock.
                     let clock = inner.runtime.now();
                     if clock < until || now >= until {
@@ -274,7 +380,7 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
         };
         let mut wait = Wait {
             inner,
-            waiter: Some(waiter),
+            slot: Some(slot),
             registered: true,
         };
         let served = match timeout(&inner.runtime, inner.timing.wait_timeout, &mut wait).await {
@@ -494,7 +600,7 @@ pub(crate) trait Driver<F: Factory> {
     /// Carries out one action (see `perform`).
     fn perform_one(
         &self,
-        action: Action<F::Object, Option<Waker>>,
+        action: Action<F::Object, Waker>,
         inline: &impl Fn(&ObjectMeta) -> bool,
         kept: &mut Vec<F::Object>,
     );
@@ -541,7 +647,7 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
 
     fn perform_one(
         &self,
-        action: Action<F::Object, Option<Waker>>,
+        action: Action<F::Object, Waker>,
         inline: &impl Fn(&ObjectMeta) -> bool,
         kept: &mut Vec<F::Object>,
     ) {
@@ -549,7 +655,7 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
             self.observer.closing(*reason, meta);
         }
         match action {
-            Action::Wake(waker) => waker.into_iter().for_each(Waker::wake),
+            Action::Wake(waker) => waker.wake(),
             Action::Create(ticket) => self.spawn_create(ticket),
             Action::Close { object, meta, .. } if inline(&meta) => kept.push(object),
             Action::Close { object, .. } => self.spawn_close(object),
@@ -774,7 +880,8 @@ impl Drop for StopPuttingOff {
 /// A queued acquire. Dropping it withdraws the waiter.
 struct Wait<'a, F: Factory, R: Runtime> {
     inner: &'a Arc<Inner<F, R>>,
-    waiter: Option<WaiterId>,
+    /// `None` once the wait ended.
+    slot: Option<Arc<Slot<F>>>,
     /// Queued in this very poll, with this poll's waker: the first poll
     /// returns `Pending` without looking (a hand-off meanwhile wakes it).
     registered: bool,
@@ -784,19 +891,29 @@ impl<F: Factory, R: Runtime> Wait<'_, F, R> {
     /// The wait timed out: take the object if one was handed over meanwhile,
     /// else leave the queue.
     fn give_up(mut self) -> Result<Checkout<F::Object>, PoolError<F::Error>> {
-        let waiter = self.waiter.take().expect("a pending wait has its waiter");
+        let slot = self.slot.take().expect("a pending wait has its slot");
         let now = self.inner.runtime.now();
-        self.inner
-            .with_state(|state| match state.poll_waiter(waiter, |_| ()) {
-                Ok(WaitPoll::Ready(served)) => served.map_err(|f| into_pool_error(f, || now)),
-                Ok(WaitPoll::Pending(waiter)) => {
-                    state
-                        .cancel_waiter(waiter, now)
-                        .expect("a waiter of this pool");
-                    Err(PoolError::Timeout(TimeoutKind::Wait))
-                }
-                Err(_) => unreachable!("a waiter of this pool"),
-            })
+        let served = match slot.take() {
+            SlotState::Served(served) => served,
+            SlotState::Waiting { waiter, .. } => {
+                // Still queued when the token was taken out; the machine may
+                // have served it since.
+                self.inner
+                    .with_state(|state| match state.poll_waiter(waiter, |_| ()) {
+                        Ok(WaitPoll::Ready(served)) => Some(served),
+                        Ok(WaitPoll::Pending(waiter)) => {
+                            state
+                                .cancel_waiter(waiter, now)
+                                .expect("a waiter of this pool");
+                            None
+                        }
+                        Err(_) => unreachable!("a waiter of this pool"),
+                    })
+                    .ok_or(PoolError::Timeout(TimeoutKind::Wait))?
+            }
+            SlotState::Empty => unreachable!("a pending wait holds its token or its outcome"),
+        };
+        served.map_err(|failure| into_pool_error(failure, || now))
     }
 }
 
@@ -807,36 +924,47 @@ impl<F: Factory, R: Runtime> Future for Wait<'_, F, R> {
         if std::mem::take(&mut self.registered) {
             return Poll::Pending;
         }
-        let waiter = self.waiter.take().expect("polled after completion");
-        let polled = self
-            .inner
-            .lock()
-            .machine
-            .poll_waiter(waiter, |registered| match registered {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => *registered = Some(cx.waker().clone()),
-            });
-        match polled {
-            Ok(WaitPoll::Pending(waiter)) => {
-                self.waiter = Some(waiter);
-                Poll::Pending
-            }
-            Ok(WaitPoll::Ready(served)) => {
-                let now = || self.inner.runtime.now();
-                Poll::Ready(served.map_err(|failure| into_pool_error(failure, now)))
-            }
-            Err(_) => unreachable!("a waiter of this pool"),
+        let slot = self.slot.as_ref().expect("polled after completion");
+        let mut state = slot.lock();
+        // Still queued: the waker is updated under the slot's lock, so that
+        // a delivery cannot slip in between.
+        if let SlotState::Waiting { waker, .. } = &mut *state {
+            waker.clone_from(cx.waker());
+            return Poll::Pending;
         }
+        let SlotState::Served(served) = std::mem::replace(&mut *state, SlotState::Empty) else {
+            unreachable!("a pending wait holds its token or its outcome");
+        };
+        drop(state);
+        self.slot = None;
+        let now = || self.inner.runtime.now();
+        Poll::Ready(served.map_err(|failure| into_pool_error(failure, now)))
     }
 }
 
 impl<F: Factory, R: Runtime> Drop for Wait<'_, F, R> {
     fn drop(&mut self) {
-        if let Some(waiter) = self.waiter.take() {
-            let now = self.inner.runtime.now();
-            self.inner
-                .with_state(|state| state.cancel_waiter(waiter, now))
+        let Some(slot) = self.slot.take() else { return };
+        match slot.take() {
+            // Delivered, never taken: given back uncounted, as if the
+            // waiter had left before it was served.
+            SlotState::Served(Ok(checkout)) => {
+                let now = self.inner.runtime.now();
+                (self
+                    .inner
+                    .with_state(|state| state.release_uncollected(checkout, now)))
+                .expect("a checkout of this pool");
+            }
+            // Still queued when the token was taken out: the machine
+            // withdraws it, or gives back what it served it meanwhile.
+            SlotState::Waiting { waiter, .. } => {
+                let now = self.inner.runtime.now();
+                (self
+                    .inner
+                    .with_state(|state| state.cancel_waiter(waiter, now)))
                 .expect("a waiter of this pool");
+            }
+            SlotState::Served(Err(_)) | SlotState::Empty => {}
         }
     }
 }

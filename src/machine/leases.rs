@@ -133,6 +133,12 @@ impl<T> Leases<T> {
         before
     }
 
+    /// Undoes [`collect`](Self::collect): the lease at `key` was collected
+    /// for a borrower that never took it.
+    pub(crate) fn uncollect(&mut self, key: usize) {
+        self.lent[key].meta.checkouts -= 1;
+    }
+
     /// A lease on the object at `key` came back. Its last one takes it out
     /// of the table, and it is returned.
     pub(crate) fn give_back(&mut self, key: usize) -> Option<Lent<T>> {

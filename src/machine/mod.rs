@@ -776,6 +776,34 @@ impl<T, E, W> PoolState<T, E, W> {
         Ok(())
     }
 
+    /// Gives back what [`poll_waiter`](Self::poll_waiter) collected for a
+    /// waiter that then left before its borrower took it: for a driver that
+    /// collects on its waiters' behalf as they are served (the async
+    /// [`Pool`](crate::Pool) does, so that a woken waiter need not take the
+    /// pool's lock). The same as if the waiter had been cancelled before
+    /// collecting: the object goes to the oldest waiter, or idles, and the
+    /// collection is not counted as a checkout.
+    pub fn release_uncollected(
+        &mut self,
+        mut checkout: Checkout<T>,
+        now: Instant,
+    ) -> Result<(), Foreign<Checkout<T>>> {
+        if checkout.pool != self.id {
+            return Err(Foreign(checkout));
+        }
+        // Undoes `hand_out`.
+        self.counters.checkouts -= 1;
+        checkout.meta.checkouts -= 1;
+        if checkout.meta.checkouts > 0 {
+            self.counters.reused -= 1;
+        }
+        if let (Some(key), Some(leases)) = (checkout.lease, &mut self.leases) {
+            leases.uncollect(key);
+        }
+        self.give_back(checkout, now, true);
+        Ok(())
+    }
+
     /// Gives an object back. `alive` is the driver's verdict on it: a dead,
     /// expired or surplus object is closed and its slot freed; a live one goes
     /// to the oldest waiter, or to the idle list.
@@ -1282,7 +1310,14 @@ impl<T, E, W> PoolState<T, E, W> {
         } else {
             self.limits.min_idle.saturating_sub(self.idle.len())
         };
-        self.waiters.waiting().div_ceil(self.max_leases()) + refill
+        let waiting = self.waiters.waiting();
+        // Spares a division on the hot path: nobody waits, or an exclusive pool.
+        let covering = match self.max_leases() {
+            _ if waiting == 0 => 0,
+            1 => waiting,
+            max_leases => waiting.div_ceil(max_leases),
+        };
+        covering + refill
     }
 
     /// Whether one more creation may and should start (invariant 3 is `!self.may_create()`).

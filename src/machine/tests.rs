@@ -200,6 +200,52 @@ fn a_served_waiter_that_leaves_passes_its_object_on() {
     assert_eq!(*served(&mut s, w2).unwrap().object(), 1);
 }
 
+/// A served waiter that leaves after its outcome was collected for it
+/// (`release_uncollected`) ends as one that leaves before (`cancel_waiter`):
+/// the same next waiter served with the same object and meta, the same
+/// status and counters, in an exclusive pool and in shared ones.
+#[test]
+fn an_uncollected_checkout_given_back_is_a_cancel_before_collecting() {
+    let now = t0();
+    for max_leases in [None, Some(1), Some(2)] {
+        let run = |collect_first: bool| {
+            // One idle object, used once already.
+            let mut s = match max_leases {
+                None => State::new(Limits::new(1)).unwrap(),
+                Some(k) => shared(1, k),
+            };
+            let w = queued(s.acquire(now, |_| true, || 0));
+            let t = tickets(drain(&mut s)).pop().unwrap();
+            s.handle_created(t, 10, now).unwrap();
+            let first = served(&mut s, w).unwrap();
+            s.release(first, now, true).unwrap();
+            // Every lease taken, two waiters behind; one lease comes back.
+            let mut held: Vec<_> = (0..max_leases.unwrap_or(1))
+                .map(|_| ready(s.acquire(now, |_| true, || 0)))
+                .collect();
+            let w1 = queued(s.acquire(now, |_| true, || 1));
+            let w2 = queued(s.acquire(now, |_| true, || 2));
+            s.release(held.pop().unwrap(), now, true).unwrap();
+            drain(&mut s);
+            if collect_first {
+                let collected = served(&mut s, w1).unwrap();
+                s.release_uncollected(collected, now).unwrap();
+            } else {
+                s.cancel_waiter(w1, now).unwrap();
+            }
+            assert_eq!(wakes(&drain(&mut s)), 1, "passed on to w2");
+            let next = served(&mut s, w2).unwrap();
+            let seen = (*next.object(), *next.meta(), next.is_shared());
+            for c in held.into_iter().chain([next]) {
+                s.release(c, now, true).unwrap();
+            }
+            drain(&mut s);
+            (seen, s.status(), s.counters())
+        };
+        assert_eq!(run(true), run(false), "max_leases {max_leases:?}");
+    }
+}
+
 #[test]
 fn a_served_waiter_that_leaves_alone_returns_the_object_to_idle() {
     let now = t0();
