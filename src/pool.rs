@@ -35,7 +35,7 @@ use crate::machine::{
 use crate::observe::{CreateOutcome, Observer, Stopwatch};
 #[cfg(not(loom))]
 use crate::sync::Weak;
-use crate::sync::{Arc, Mutex, MutexGuard};
+use crate::sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::{Builder, Factory, Pooled, Runtime};
 
 /// Why a creation failed, as the driver tells the machine.
@@ -105,6 +105,13 @@ pub(crate) struct Inner<F: Factory, R: Runtime> {
     upkeep_wake: Event,
     /// Whether `acquire` needs the time (only with `max_lifetime`).
     clock_on_acquire: bool,
+    /// Whether a release needs the exact time (with `idle_timeout` or
+    /// `max_lifetime`); without, it stamps `last_used` from `coarse_clock`.
+    clock_on_release: bool,
+    /// The time of the latest creation's end, in nanoseconds since `epoch`
+    /// (never less than any object's `created_at`): the coarse clock a
+    /// release reads when it needs no exact time (see `release_time`).
+    coarse_clock: AtomicU64,
     /// Passed to the machine's `acquire` as the time when it is not needed:
     /// when the pool was built, on the runtime's clock.
     epoch: Instant,
@@ -274,6 +281,7 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
             || limits.max_lifetime.is_some()
             || timing.idle_check_interval.is_some();
         let clock_on_acquire = limits.max_lifetime.is_some();
+        let clock_on_release = limits.idle_timeout.is_some() || limits.max_lifetime.is_some();
         if !runtime.can_run_tasks() {
             return Err(ConfigError::NoRuntime);
         }
@@ -289,6 +297,8 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
             upkeep,
             upkeep_wake: Event::new(),
             clock_on_acquire,
+            clock_on_release,
+            coarse_clock: AtomicU64::new(0),
             epoch,
             observer: Observer::new(name),
         });
@@ -572,6 +582,26 @@ impl<F: Factory, R: Runtime> Inner<F, R> {
         Err(failure)
     }
 
+    /// The time a release gives the machine: the clock's when `idle_timeout`
+    /// or `max_lifetime` needs it; otherwise the coarse clock (the latest
+    /// creation's end), sparing a clock read per release. The machine then
+    /// uses it for `last_used` alone, which stays in order and no earlier
+    /// than the object's creation.
+    fn release_time(&self) -> Instant {
+        if self.clock_on_release {
+            return self.runtime.now();
+        }
+        let since_epoch = Duration::from_nanos(self.coarse_clock.load(Ordering::Relaxed));
+        self.epoch.checked_add(since_epoch).unwrap_or(self.epoch)
+    }
+
+    /// Moves the coarse clock (see `release_time`) up to `now`.
+    fn advance_coarse_clock(&self, now: Instant) {
+        let nanos = now.saturating_duration_since(self.epoch).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+        self.coarse_clock.fetch_max(nanos, Ordering::Relaxed);
+    }
+
     /// Whether the factory calls `error` a refusal; a check that panics says no.
     fn is_refusal(&self, error: &F::Error) -> bool {
         catch_unwind(AssertUnwindSafe(|| self.factory.is_refusal(error))).unwrap_or(false)
@@ -690,7 +720,7 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
         close_inline: bool,
     ) -> Option<F::Object> {
         let id = checkout.meta().id;
-        let now = self.runtime.now();
+        let now = self.release_time();
         let (released, actions) =
             self.with_state_deferred(|state| state.release(checkout, now, alive));
         released.expect("a guard holds a checkout of its own pool");
@@ -765,6 +795,9 @@ impl<F: Factory, R: Runtime> Creation<F, R> {
             return;
         };
         let now = self.inner.runtime.now();
+        // Before the object is placed: whoever releases it later reads a
+        // coarse time no earlier than its creation.
+        self.inner.advance_coarse_clock(now);
         let outcome = match &result {
             Ok(_) => CreateOutcome::Created,
             Err(CreateFailure::Error(error)) => CreateOutcome::Failed(error),

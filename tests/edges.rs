@@ -893,6 +893,47 @@ fn a_custom_runtime_clock_drives_the_pool() {
     });
 }
 
+/// A release reads the clock only when a limit needs the time: without
+/// `idle_timeout` or `max_lifetime`, it stamps `last_used` with the end of
+/// the latest creation (a coarse clock, no earlier than the object's own
+/// creation); with `idle_timeout`, with the release's own time.
+#[test]
+fn a_release_reads_the_clock_only_when_a_limit_needs_it() {
+    const HOUR: Duration = Duration::from_secs(3600);
+    for idle_timeout in [None, Some(2 * HOUR)] {
+        let runtime = current_thread_runtime();
+        runtime.block_on(async {
+            let f = Edgy::new();
+            let clock = Shifted {
+                tokio: Tokio::current(),
+                shift: Arc::default(),
+            };
+            let mut builder = wtpool::Builder::new(f.clone(), clock.clone()).max_size(2);
+            if let Some(timeout) = idle_timeout {
+                builder = builder.idle_timeout(timeout);
+            }
+            let pool = builder.build().unwrap();
+            let first = pool.acquire().await.unwrap();
+            let created = first.meta().created_at;
+            *lock(&clock.shift) = HOUR;
+            let released_at = clock.now();
+            drop(first);
+            let again = pool.acquire().await.unwrap();
+            match idle_timeout {
+                None => assert_eq!(again.meta().last_used, created, "the coarse clock"),
+                Some(_) => assert!(again.meta().last_used >= released_at, "the exact time"),
+            }
+            // A creation moves the coarse clock on.
+            let second = pool.acquire().await.unwrap();
+            assert!(second.meta().created_at >= released_at);
+            drop(again);
+            let reused = pool.acquire().await.unwrap();
+            assert_eq!(reused.0, 0);
+            assert!(reused.meta().last_used >= second.meta().created_at);
+        });
+    }
+}
+
 /// Regression: under paused time, a failed `min_idle` refill was retried
 /// when the system clock, not the runtime's, passed the back-off. Now the
 /// retries come at the back-off's steps of virtual time: 100 ms, doubling,

@@ -214,7 +214,11 @@ pub struct ObjectMeta {
     pub id: u64,
     /// When its creation was reported.
     pub created_at: Instant,
-    /// When it was last given back (or created).
+    /// When it was last given back (or created), as the driver told the
+    /// machine. The async [`Pool`](crate::Pool) reads the clock at a release
+    /// only when `idle_timeout` or `max_lifetime` needs the time; without
+    /// either, it stamps the end of the pool's latest creation instead (no
+    /// earlier than this object's, and never going back).
     pub last_used: Instant,
     /// How many times it was handed out.
     pub checkouts: u64,
