@@ -7,6 +7,8 @@
 use std::future::Future;
 use std::ops::Deref;
 
+use futures::FutureExt;
+
 use crate::machine::ObjectMeta;
 use crate::{
     CloseErrors, ConfigError, Counters, Factory, Pool, PoolError, Pooled, Runtime, Status,
@@ -69,8 +71,10 @@ impl<F: Factory, R: Runtime> SharedPool<F, R> {
     /// Dropping the returned future at any point loses nothing, as with
     /// [`Pool::acquire`].
     pub fn acquire(&self) -> impl Future<Output = Result<Lease<F, R>, PoolError<F::Error>>> {
-        let acquire = self.pool.acquire();
-        async move { acquire.await.map(|pooled| Lease { pooled }) }
+        // A map of the pool's own future, not an `async` layer around it.
+        self.pool
+            .acquire()
+            .map(|acquired| acquired.map(|pooled| Lease { pooled }))
     }
 
     /// The same as [`acquire`](Self::acquire), under the name deadpool and bb8 use.
