@@ -105,6 +105,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => Just(Op::Acquire),
         3 => any::<u8>().prop_map(Op::PollWaiter),
         2 => any::<u8>().prop_map(Op::CancelWaiter),
+        2 => any::<u8>().prop_map(Op::ReleaseUncollected),
         5 => (any::<u8>(), prop::bool::weighted(0.8))
             .prop_map(|(index, alive)| Op::Release { index, alive }),
         1 => any::<u8>().prop_map(Op::Detach),
@@ -243,12 +244,15 @@ fn bytes_decode_to_valid_configs_and_ops() {
 /// The op codes stay those of the inputs saved before `Op::CreateRefused`:
 /// a little-endian `u32` whose top 4 bits pick the op (`CreateFail` is 6,
 /// `CloseFailed` 14), and the next bit turns a `CreateFail` into a
-/// `CreateRefused` of the same ticket.
+/// `CreateRefused` of the same ticket, and a `CancelWaiter` (2) into a
+/// `ReleaseUncollected` of the same waiter.
 #[test]
 fn op_codes_are_stable() {
     let config = [0, 0, 0, 0, 0]; // max_size 1, no option set
-    let codes: [&[u8]; 5] = [
+    let codes: [&[u8]; 7] = [
         &[0, 0, 0, 0x00],             // Acquire
+        &[0, 0, 0, 0x20, 5],          // CancelWaiter(5)
+        &[0, 0, 0, 0x28, 6],          // ReleaseUncollected(6)
         &[0, 0, 0, 0x60, 2],          // CreateFail(2)
         &[0, 0, 0, 0x68, 3],          // CreateRefused(3)
         &[0xff, 0xff, 0xff, 0x6f, 4], // CreateRefused(4)
@@ -260,6 +264,8 @@ fn op_codes_are_stable() {
         ops,
         [
             Op::Acquire,
+            Op::CancelWaiter(5),
+            Op::ReleaseUncollected(6),
             Op::CreateFail(2),
             Op::CreateRefused(3),
             Op::CreateRefused(4),
@@ -381,6 +387,42 @@ fn served_then_cancelled_waiter_passes_its_object_on() {
     assert_eq!(trace.counters.create_started, 1, "no creation replaced it");
     assert_eq!(trace.status.idle, 0);
     assert_eq!(trace.counters.checkouts, 1);
+}
+
+/// A served waiter whose object was collected for it (`poll_waiter`) and
+/// given back (`release_uncollected`) passes the object on, as a cancel
+/// before collecting does: the next waiter gets it, and only that second
+/// collection counts, in an exclusive pool and in a shared one.
+#[test]
+fn an_uncollected_checkout_given_back_passes_its_object_on() {
+    let ops = [
+        Op::Acquire,               // waiter 0, creation
+        Op::CreateOk(0),           // object 0 -> waiter 0
+        Op::PollWaiter(0),         // collected: object 0 used once
+        RELEASE,                   // object 0 idle
+        Op::Acquire,               // object 0 again: used twice, reused once
+        Op::Acquire,               // waiter 1
+        Op::Acquire,               // waiter 2
+        RELEASE,                   // object 0 -> waiter 1
+        Op::ReleaseUncollected(0), // waiter 1 leaves: object 0 -> waiter 2
+        Op::ReleaseUncollected(0), // waiter 2 leaves: object 0 idle
+    ];
+    let trace = same_as_exclusive(plain(1), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    let uncollected = |e: &Event| matches!(e, Event::Uncollected { uid: 0, .. });
+    assert_eq!(events.iter().filter(|e| uncollected(e)).count(), 2);
+    assert_eq!(woken(events), [0, 1, 2]);
+    assert_eq!(trace.counters.create_started, 1, "no creation replaced it");
+    assert_eq!(trace.status.idle, 1);
+    assert_eq!((trace.counters.checkouts, trace.counters.reused), (2, 1));
+    // Two leases each: the second `Acquire` takes a lease instead, and the
+    // lease served to waiter 1 comes back uncounted (the last op finds no
+    // waiter).
+    let trace = run(&shared(1, 2), &ops);
+    let events = &trace.events[..trace.teardown_from];
+    assert_eq!(events.iter().filter(|e| uncollected(e)).count(), 1);
+    assert_eq!((trace.status.leases, trace.status.waiting), (1, 0));
+    assert_eq!((trace.counters.checkouts, trace.counters.reused), (3, 2));
 }
 
 /// With two waiters and two creations, the first failure goes to the oldest

@@ -36,7 +36,11 @@
 //!   knows of, and after `handle_timeout(now)` it is `None` or after `now`;
 //! - once closed: nothing goes idle, queued waiters get `Failure::Closed`,
 //!   `acquire` answers `Closed`;
-//! - a token of another pool is given back as `Foreign` and changes nothing.
+//! - a token of another pool is given back as `Foreign` and changes nothing;
+//! - a served waiter's checkout that `poll_waiter` collected and
+//!   `release_uncollected` gave back ends as a `cancel_waiter` before
+//!   collecting: the object (or lease) passes on or idles, and the
+//!   collection is not counted (`checkouts`, `reused`, the object's meta).
 //!
 //! Refusals: `handle_create_refused` starts a back-off (the configured
 //! pause, doubled by each refusal up to `REFUSAL_BACKOFF_MAX` or the
@@ -216,6 +220,12 @@ pub enum Op {
     PollWaiter(u8),
     /// `cancel_waiter` on a held waiter token.
     CancelWaiter(u8),
+    /// On a held waiter token served an object: `poll_waiter` collects its
+    /// checkout, then `release_uncollected` gives it back, as the async pool
+    /// does for a waiter that leaves after its outcome was collected for it.
+    /// The model predicts a `cancel_waiter` of the waiter. A waiter still
+    /// queued, or served a failure, is cancelled as by `CancelWaiter`.
+    ReleaseUncollected(u8),
     /// `release` of a held checkout, with this verdict.
     Release { index: u8, alive: bool },
     /// `detach` of a held checkout.
@@ -252,17 +262,21 @@ pub enum Op {
 /// then the op's fields. The codes are those `#[derive(Arbitrary)]` gave
 /// when `Op` had 16 variants (the variants in order, `CreateRefused` left
 /// out), so that the inputs saved then decode to the same ops; a derive
-/// over 17 variants would renumber every code. `CreateRefused` shares code
-/// 6 with `CreateFail`, told apart by the next bit of the `u32` (a saved
-/// `CreateFail` with that bit set now refuses the same ticket; both read one
-/// `u8`, so the ops after it decode the same either way).
+/// over more variants would renumber every code. The ops added since share
+/// a code, told apart by the next bit of the `u32`; each reads what the op
+/// it shares with reads, so the ops after it decode the same either way:
+/// `CreateRefused` shares code 6 with `CreateFail` (a saved `CreateFail`
+/// with that bit set now refuses the same ticket), and `ReleaseUncollected`
+/// code 2 with `CancelWaiter` (a saved `CancelWaiter` with that bit set now
+/// collects and gives back, which the model predicts as that cancel).
 impl<'a> Arbitrary<'a> for Op {
     fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
         let code = u32::arbitrary(u)?;
         Ok(match code >> 28 {
             0 => Op::Acquire,
             1 => Op::PollWaiter(u.arbitrary()?),
-            2 => Op::CancelWaiter(u.arbitrary()?),
+            2 if code & (1 << 27) == 0 => Op::CancelWaiter(u.arbitrary()?),
+            2 => Op::ReleaseUncollected(u.arbitrary()?),
             3 => Op::Release {
                 index: u.arbitrary()?,
                 alive: u.arbitrary()?,
@@ -1329,6 +1343,9 @@ pub enum Event {
     Pending { waiter: u32 },
     /// `poll_waiter` collected this outcome.
     Collected { waiter: u32, outcome: Outcome },
+    /// `poll_waiter` collected this object for this waiter, and
+    /// `release_uncollected` gave it back.
+    Uncollected { waiter: u32, uid: u64 },
     /// `Action::Wake` for this waiter.
     Woken { waiter: u32 },
     /// `Action::Close` of this object.
@@ -1506,6 +1523,20 @@ impl Driver {
                 let (w, id) = self.waiters.remove(usize::from(i) % self.waiters.len());
                 self.model.cancel(w, self.now);
                 self.pool.cancel_waiter(id, now).expect("our waiter");
+            }
+            Op::ReleaseUncollected(i) => {
+                if self.waiters.is_empty() {
+                    return self.skip();
+                }
+                let (w, id) = self.waiters.remove(usize::from(i) % self.waiters.len());
+                match self.model.served.get(&w) {
+                    Some(&Outcome::Obj(uid)) => self.release_uncollected(w, id, uid),
+                    // Nothing to give back: the waiter leaves.
+                    _ => {
+                        self.model.cancel(w, self.now);
+                        self.pool.cancel_waiter(id, now).expect("our waiter");
+                    }
+                }
             }
             Op::Release { index, alive } => {
                 if self.checkouts.is_empty() {
@@ -1751,6 +1782,36 @@ impl Driver {
                 self.at_step()
             ),
         }
+    }
+
+    /// Waiter `w`, served object `uid`, leaves after its checkout was
+    /// collected for it: `poll_waiter`, then `release_uncollected`. The
+    /// model sees a cancel before collecting (the object or lease passes on,
+    /// uncounted); the checkout in between is the one `poll` would check.
+    fn release_uncollected(&mut self, w: u32, id: WaiterId, uid: u64) {
+        let now = self.instant();
+        let stamp = match self.model.shared() {
+            true => self.model.stamp(uid),
+            false => self.model.stamps[&w],
+        };
+        let stamp = Stamp {
+            checkouts: stamp.checkouts + 1,
+            ..stamp
+        };
+        self.model.cancel(w, self.now);
+        let got = self
+            .pool
+            .poll_waiter(id, |_| panic!("update on a served waiter"))
+            .expect("our waiter");
+        let WaitPoll::Ready(Ok(c)) = got else {
+            panic!(
+                "{}: poll_waiter({w}) returned {got:?}, the model predicted object {uid}",
+                self.at_step()
+            );
+        };
+        self.check_checkout(&c, uid, stamp);
+        self.pool.release_uncollected(c, now).expect("our checkout");
+        self.events.push(Event::Uncollected { waiter: w, uid });
     }
 
     fn resize(&mut self, n: usize) {
