@@ -58,16 +58,17 @@ pub(crate) type State<F> =
     PoolState<<F as Factory>::Object, CreateFailure<<F as Factory>::Error>, Arc<Slot<F>>>;
 /// The machine's actions once drained: a served waiter's outcome is in its
 /// slot, and only its waker is left to wake.
-type Actions<F> = Drained<Action<<F as Factory>::Object, Waker>>;
+type Actions<F> = Drained<<F as Factory>::Object>;
 /// What the machine serves a waiter.
 type Served<F> =
     Result<Checkout<<F as Factory>::Object>, Failure<CreateFailure<<F as Factory>::Error>>>;
 
-/// The actions of one input. Most inputs have none or one: that one is kept
-/// inline, so that draining allocates nothing for them.
-pub(crate) struct Drained<A> {
-    first: Option<A>,
-    rest: Vec<A>,
+/// The actions of one input, in order. Most inputs have none, or one wake
+/// (a hand-off): a first wake is kept apart, so that draining them
+/// allocates nothing and moves little.
+pub(crate) struct Drained<T> {
+    wake: Option<Waker>,
+    rest: Vec<Action<T, Waker>>,
 }
 
 /// A pool of `F`'s objects, driven on the runtime `R`.
@@ -130,12 +131,19 @@ impl<F: Factory> Locked<F> {
     /// The machine's pending actions, with each served waiter's outcome
     /// delivered into its slot (see [`Slot`]).
     fn drain(&mut self) -> Actions<F> {
-        let first = self.next_action();
-        let rest = match first {
-            Some(_) => std::iter::from_fn(|| self.next_action()).collect(),
-            None => Vec::new(),
+        let mut drained = Drained {
+            wake: None,
+            rest: Vec::new(),
         };
-        Drained { first, rest }
+        while let Some(action) = self.next_action() {
+            match action {
+                Action::Wake(waker) if drained.wake.is_none() && drained.rest.is_empty() => {
+                    drained.wake = Some(waker)
+                }
+                action => drained.rest.push(action),
+            }
+        }
+        drained
     }
 
     /// The next action; a waiter served is delivered its outcome here, and a
@@ -665,10 +673,11 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
     }
 
     fn perform(&self, actions: Actions<F>, inline: impl Fn(&ObjectMeta) -> bool) -> Vec<F::Object> {
-        let Drained { first, rest } = actions;
+        let Drained { wake, rest } = actions;
         let mut kept = Vec::new();
-        let Some(first) = first else { return kept };
-        self.perform_one(first, &inline, &mut kept);
+        if let Some(waker) = wake {
+            waker.wake();
+        }
         for action in rest {
             self.perform_one(action, &inline, &mut kept);
         }
@@ -721,9 +730,9 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
     ) -> Option<F::Object> {
         let id = checkout.meta().id;
         let now = self.release_time();
-        let (released, actions) =
-            self.with_state_deferred(|state| state.release(checkout, now, alive));
-        released.expect("a guard holds a checkout of its own pool");
+        let ((), actions) = self.with_state_deferred(|state| {
+            (state.release(checkout, now, alive)).expect("a guard holds a checkout of its own pool")
+        });
         self.perform(actions, |meta| close_inline && meta.id == id)
             .pop()
     }
