@@ -327,8 +327,10 @@ fn two_borrowers_never_share_the_object() {
 
 /// An acquire polled once and dropped, while the object comes back: whether
 /// the release comes before its poll (it is served at once), between its poll
-/// and its drop (served, then cancelled: the object is passed on) or after
-/// its drop (nobody waits), the object ends up idle.
+/// and its drop (served into its slot, then cancelled: the object is passed
+/// on, and not counted as a checkout), while it takes its token out to
+/// leave (the machine gives the object back) or after its drop (nobody
+/// waits), the object ends up idle.
 #[test]
 fn cancelled_acquire_races_the_release() {
     model(MIN_RUNS, || {
@@ -337,15 +339,22 @@ fn cancelled_acquire_races_the_release() {
         let canceller = {
             let (pool, books) = (pool.clone(), books.clone());
             thread::spawn(move || {
-                if let Poll::Ready(outcome) = poll_once(pool.acquire()) {
-                    books.use_object(outcome.expect("served at once"));
-                }
+                let Poll::Ready(outcome) = poll_once(pool.acquire()) else {
+                    return false;
+                };
+                books.use_object(outcome.expect("served at once"));
+                true
             })
         };
         drop(held);
-        canceller.join().unwrap();
+        let served = canceller.join().unwrap();
         runtime.join_tasks();
         assert_eq!(occupancy(pool.status()), (1, 1, 0, 0, 0), "nothing leaked");
+        assert_eq!(
+            pool.counters().checkouts,
+            1 + u64::from(served),
+            "an object served to a waiter that left is no checkout"
+        );
         let again = block_on(pool.acquire()).expect("the idle object");
         assert_eq!(again.0, 0);
         drop(again);
