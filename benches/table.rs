@@ -443,7 +443,9 @@ enum CreateFailure<E> {
     Aborted,
 }
 
-type DriverState<T, E> = PoolState<T, CreateFailure<E>, Option<Waker>>;
+/// The machine as the async pool instantiates it: its waiter payload is an
+/// `Arc` of the waiter's slot (private too; any `Arc` has its size).
+type DriverState<T, E> = PoolState<T, CreateFailure<E>, std::sync::Arc<()>>;
 
 fn memory_rows() -> Vec<(String, String)> {
     let mut rows = Vec::new();
@@ -505,10 +507,10 @@ fn memory_rows() -> Vec<(String, String)> {
     ));
 
     let mut machine: DriverState<u64, std::io::Error> = common::machine_with_idle(1, 1, now);
-    let held = common::ready(machine.acquire(now, |_| true, || None));
+    let held = common::ready(machine.acquire(now, |_| true, Default::default));
     let (waiters, waiter_heap) = heap_of(|| {
         (0..N)
-            .map(|_| common::queued(machine.acquire(now, |_| true, || None)))
+            .map(|_| common::queued(machine.acquire(now, |_| true, Default::default)))
             .collect::<Vec<_>>()
     });
     // The harness's own Vec of tokens is not the machine's.
@@ -528,6 +530,23 @@ fn memory_rows() -> Vec<(String, String)> {
         .max_size(1)
         .build()
         .expect("a pool");
+    // End to end: what N queued acquires hold in the pool (the machine's
+    // entries and each waiter's slot), their own futures left out.
+    let held = runtime
+        .block_on(rts_free.acquire())
+        .expect("the one object");
+    let mut acquires: Vec<_> = (0..N).map(|_| Box::pin(rts_free.acquire())).collect();
+    let mut cx = std::task::Context::from_waker(Waker::noop());
+    let ((), queued_heap) = heap_of(|| {
+        for acquire in &mut acquires {
+            assert!(acquire.as_mut().poll(&mut cx).is_pending());
+        }
+    });
+    rows.push((
+        format!("queued acquire of the async pool (its machine entry and its slot): heap held at {N} waiters"),
+        format!("{:.1} B", queued_heap as f64 / N as f64),
+    ));
+    drop((acquires, held));
     rows.push((
         "an acquire() future (in the caller's task, not the pool)".into(),
         format!("{} B", std::mem::size_of_val(&rts_free.acquire())),
