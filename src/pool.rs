@@ -678,6 +678,9 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
         if let Some(waker) = wake {
             waker.wake();
         }
+        if rest.is_empty() {
+            return kept;
+        }
         for action in rest {
             self.perform_one(action, &inline, &mut kept);
         }
