@@ -362,18 +362,17 @@ impl<F: Factory, R: Runtime> Pool<F, R> {
             // register it.
             let first = std::future::poll_fn(|cx| {
                 Poll::Ready(inner.with_state(|state| {
-                    let mut slot = None;
+                    // The waker is cloned before the waiter is queued: a
+                    // clone that panics then leaves nothing queued.
+                    let mut made = None;
                     let answer = state.acquire(
                         now,
                         |object| inner.is_alive(object),
-                        || slot.insert(Slot::new()).clone(),
+                        || made.insert((Slot::new(), cx.waker().clone())).0.clone(),
                     );
                     if let Acquire::Queued(waiter) = answer {
-                        let slot = slot.expect("queued with the slot made for it");
-                        *slot.lock() = SlotState::Waiting {
-                            waiter,
-                            waker: cx.waker().clone(),
-                        };
+                        let (slot, waker) = made.expect("queued with the slot made for it");
+                        *slot.lock() = SlotState::Waiting { waiter, waker };
                         return Err(slot);
                     }
                     Ok(answer)
@@ -937,12 +936,12 @@ impl<F: Factory, R: Runtime> Wait<'_, F, R> {
     /// else leave the queue.
     fn give_up(mut self) -> Result<Checkout<F::Object>, PoolError<F::Error>> {
         let slot = self.slot.take().expect("a pending wait has its slot");
-        let now = self.inner.runtime.now();
         let served = match slot.take() {
             SlotState::Served(served) => served,
             SlotState::Waiting { waiter, .. } => {
                 // Still queued when the token was taken out; the machine may
                 // have served it since.
+                let now = self.inner.release_time();
                 self.inner
                     .with_state(|state| match state.poll_waiter(waiter, |_| ()) {
                         Ok(WaitPoll::Ready(served)) => Some(served),
@@ -958,7 +957,7 @@ impl<F: Factory, R: Runtime> Wait<'_, F, R> {
             }
             SlotState::Empty => unreachable!("a pending wait holds its token or its outcome"),
         };
-        served.map_err(|failure| into_pool_error(failure, || now))
+        served.map_err(|failure| into_pool_error(failure, || self.inner.runtime.now()))
     }
 }
 
@@ -994,7 +993,7 @@ impl<F: Factory, R: Runtime> Drop for Wait<'_, F, R> {
             // Delivered, never taken: given back uncounted, as if the
             // waiter had left before it was served.
             SlotState::Served(Ok(checkout)) => {
-                let now = self.inner.runtime.now();
+                let now = self.inner.release_time();
                 (self
                     .inner
                     .with_state(|state| state.release_uncollected(checkout, now)))
@@ -1003,7 +1002,7 @@ impl<F: Factory, R: Runtime> Drop for Wait<'_, F, R> {
             // Still queued when the token was taken out: the machine
             // withdraws it, or gives back what it served it meanwhile.
             SlotState::Waiting { waiter, .. } => {
-                let now = self.inner.runtime.now();
+                let now = self.inner.release_time();
                 (self
                     .inner
                     .with_state(|state| state.cancel_waiter(waiter, now)))

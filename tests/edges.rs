@@ -934,6 +934,73 @@ fn a_release_reads_the_clock_only_when_a_limit_needs_it() {
     }
 }
 
+/// Regression (review): a waiter that left after an object was delivered
+/// into its slot gave it back stamped with the exact clock, and the next
+/// plain release stamped the coarse clock, earlier: `last_used` went back an
+/// hour. Every give-back without `idle_timeout` or `max_lifetime` now
+/// stamps the coarse clock.
+#[test]
+fn last_used_never_goes_back_when_a_served_waiter_leaves() {
+    const HOUR: Duration = Duration::from_secs(3600);
+    current_thread_runtime().block_on(async {
+        let clock = Shifted {
+            tokio: Tokio::current(),
+            shift: Arc::default(),
+        };
+        let pool = wtpool::Builder::new(Edgy::new(), clock.clone())
+            .max_size(1)
+            .build()
+            .unwrap();
+        let first = pool.acquire().await.unwrap();
+        let mut waiter = Box::pin(pool.acquire());
+        assert!(futures::poll!(waiter.as_mut()).is_pending());
+        *lock(&clock.shift) = HOUR;
+        drop(first); // delivered into the waiter's slot
+        drop(waiter); // which leaves without taking it
+        let again = pool.acquire().await.unwrap();
+        let stamped = again.meta().last_used;
+        drop(again);
+        let third = pool.acquire().await.unwrap();
+        assert!(third.meta().last_used >= stamped, "last_used went back");
+        assert!(stamped >= third.meta().created_at);
+    });
+}
+
+/// Regression (review): the waker was cloned after the waiter was queued,
+/// so a waker whose `clone` panics left a waiter queued with no slot to
+/// deliver to; the next object given back went to it and was lost, and
+/// every later acquire waited for ever. The waker is now cloned first.
+#[test]
+fn a_waker_whose_clone_panics_queues_nothing() {
+    use std::task::{Context, RawWaker, RawWakerVTable, Waker};
+    fn clone(_: *const ()) -> RawWaker {
+        panic!("{ASKED}: this waker cannot be cloned")
+    }
+    fn noop(_: *const ()) {}
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+    // SAFETY: the vtable's functions never touch the data pointer (null),
+    // and `clone` panics instead of returning a waker.
+    let waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) };
+    current_thread_runtime().block_on(async {
+        let pool: EdgePool<Tokio> = Pool::builder(Edgy::new())
+            .max_size(1)
+            .wait_timeout(PATIENCE)
+            .build()
+            .unwrap();
+        let held = pool.acquire().await.unwrap();
+        let mut acquire = Box::pin(pool.acquire());
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            acquire.as_mut().poll(&mut Context::from_waker(&waker))
+        }));
+        assert!(polled.is_err(), "the clone panicked");
+        drop(acquire);
+        assert_eq!(occupancy(&pool), (1, 0, 1, 0, 0), "nobody queued");
+        drop(held);
+        assert_eq!(occupancy(&pool), (1, 1, 0, 0, 0), "back to idle");
+        assert_eq!(pool.acquire().await.unwrap().0, 0);
+    });
+}
+
 /// Regression: under paused time, a failed `min_idle` refill was retried
 /// when the system clock, not the runtime's, passed the back-off. Now the
 /// retries come at the back-off's steps of virtual time: 100 ms, doubling,

@@ -134,9 +134,11 @@ impl<T> Leases<T> {
     }
 
     /// Undoes [`collect`](Self::collect): the lease at `key` was collected
-    /// for a borrower that never took it.
-    pub(crate) fn uncollect(&mut self, key: usize) {
-        self.lent[key].meta.checkouts -= 1;
+    /// for a borrower that never took it. Returns the object's checkouts left.
+    pub(crate) fn uncollect(&mut self, key: usize) -> u64 {
+        let meta = &mut self.lent[key].meta;
+        meta.checkouts -= 1;
+        meta.checkouts
     }
 
     /// A lease on the object at `key` came back. Its last one takes it out

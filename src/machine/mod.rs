@@ -478,7 +478,9 @@ pub struct Counters {
     pub created: u64,
     /// Creations that failed.
     pub create_failed: u64,
-    /// Objects handed out (collected by their borrower).
+    /// Objects handed out (collected by their borrower; the async
+    /// [`Pool`](crate::Pool) collects for a queued waiter as it serves it,
+    /// and takes the count back if the waiter leaves without taking it).
     pub checkouts: u64,
     /// Checkouts of an object that had been handed out before.
     pub reused: u64,
@@ -786,7 +788,8 @@ impl<T, E, W> PoolState<T, E, W> {
     /// [`Pool`](crate::Pool) does, so that a woken waiter need not take the
     /// pool's lock). The same as if the waiter had been cancelled before
     /// collecting: the object goes to the oldest waiter, or idles, and the
-    /// collection is not counted as a checkout.
+    /// collection is not counted as a checkout. (In a shared pool, a lease on
+    /// the same object collected in between keeps the count its meta showed.)
     pub fn release_uncollected(
         &mut self,
         mut checkout: Checkout<T>,
@@ -795,14 +798,17 @@ impl<T, E, W> PoolState<T, E, W> {
         if checkout.pool != self.id {
             return Err(Foreign(checkout));
         }
-        // Undoes `hand_out`.
+        // Undoes `hand_out`: one collection fewer of the object, and one
+        // reuse fewer unless it was the object's only one (in a shared pool,
+        // other leases may have been collected since this one).
         self.counters.checkouts -= 1;
         checkout.meta.checkouts -= 1;
-        if checkout.meta.checkouts > 0 {
+        let remaining = match (checkout.lease, &mut self.leases) {
+            (Some(key), Some(leases)) => leases.uncollect(key),
+            _ => checkout.meta.checkouts,
+        };
+        if remaining > 0 {
             self.counters.reused -= 1;
-        }
-        if let (Some(key), Some(leases)) = (checkout.lease, &mut self.leases) {
-            leases.uncollect(key);
         }
         self.give_back(checkout, now, true);
         Ok(())

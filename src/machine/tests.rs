@@ -246,6 +246,31 @@ fn an_uncollected_checkout_given_back_is_a_cancel_before_collecting() {
     }
 }
 
+/// Regression (review): in a shared pool, a lease collected after the one
+/// given back uncollected kept its count as a reuse, though with that one
+/// cancelled before collecting it would have been the object's first use.
+#[test]
+fn an_uncollected_first_lease_takes_the_reuse_count_with_it() {
+    let now = t0();
+    let mut s = shared(1, 2);
+    let a = queued(s.acquire(now, |_| true, || 0));
+    let b = queued(s.acquire(now, |_| true, || 1));
+    let t = tickets(drain(&mut s)).pop().unwrap();
+    s.handle_created(t, 10, now).unwrap();
+    drain(&mut s);
+    let collected_a = served(&mut s, a).unwrap();
+    let collected_b = served(&mut s, b).unwrap();
+    assert_eq!((s.counters().checkouts, s.counters().reused), (2, 1));
+    s.release_uncollected(collected_a, now).unwrap();
+    drain(&mut s);
+    assert_eq!((s.counters().checkouts, s.counters().reused), (1, 0));
+    s.release(collected_b, now, true).unwrap();
+    drain(&mut s);
+    let again = ready(s.acquire(now, |_| true, || 2));
+    assert_eq!(again.meta().checkouts, 2, "collected once before, by b");
+    assert_eq!((s.counters().checkouts, s.counters().reused), (2, 1));
+}
+
 #[test]
 fn a_served_waiter_that_leaves_alone_returns_the_object_to_idle() {
     let now = t0();
