@@ -179,17 +179,25 @@ impl<W, O> Waiters<W, O> {
     /// Takes the outcome of a served waiter, freeing its slot; gives the key
     /// back while the waiter is still queued.
     pub(crate) fn take_served(&mut self, key: Key) -> Result<Option<O>, Key> {
-        match self.entries.get(key.index) {
-            Some(entry) if entry.generation == key.generation => match entry.slot {
-                Slot::Waiting { .. } => Err(key),
-                Slot::Served(_) => match self.take(key) {
-                    Some(Taken::Served(outcome)) => Ok(Some(outcome)),
-                    _ => unreachable!("the slot was served"),
-                },
-                Slot::Free { .. } => Ok(None),
-            },
-            _ => Ok(None),
+        let next_free = self.free_head;
+        let entry = match self.entries.get_mut(key.index) {
+            Some(entry) if entry.generation == key.generation => entry,
+            _ => return Ok(None),
+        };
+        match entry.slot {
+            Slot::Waiting { .. } => return Err(key),
+            Slot::Free { .. } => return Ok(None),
+            Slot::Served(_) => {}
         }
+        // Served: out of the queue already, so only the slot is freed.
+        entry.generation = entry.generation.wrapping_add(1);
+        let Slot::Served(outcome) = std::mem::replace(&mut entry.slot, Slot::Free { next_free })
+        else {
+            unreachable!("matched above")
+        };
+        self.free_head = Some(key.index);
+        self.served -= 1;
+        Ok(Some(outcome))
     }
 
     /// Unlinks a waiting slot from the queue (its slot stays as it is).
