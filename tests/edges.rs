@@ -848,6 +848,16 @@ struct Shifted {
     shift: Arc<Mutex<Duration>>,
 }
 
+impl Shifted {
+    /// The current tokio runtime's clock, not shifted yet.
+    fn current() -> Self {
+        Shifted {
+            tokio: Tokio::current(),
+            shift: Arc::default(),
+        }
+    }
+}
+
 impl Runtime for Shifted {
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
         self.tokio.sleep(duration)
@@ -871,10 +881,7 @@ fn a_custom_runtime_clock_drives_the_pool() {
     let runtime = current_thread_runtime();
     runtime.block_on(async {
         let f = Edgy::new();
-        let clock = Shifted {
-            tokio: Tokio::current(),
-            shift: Arc::default(),
-        };
+        let clock = Shifted::current();
         let pool = wtpool::Builder::new(f.clone(), clock.clone())
             .max_size(1)
             .max_lifetime(HOUR)
@@ -904,10 +911,7 @@ fn a_release_reads_the_clock_only_when_a_limit_needs_it() {
         let runtime = current_thread_runtime();
         runtime.block_on(async {
             let f = Edgy::new();
-            let clock = Shifted {
-                tokio: Tokio::current(),
-                shift: Arc::default(),
-            };
+            let clock = Shifted::current();
             let mut builder = wtpool::Builder::new(f.clone(), clock.clone()).max_size(2);
             if let Some(timeout) = idle_timeout {
                 builder = builder.idle_timeout(timeout);
@@ -943,10 +947,7 @@ fn a_release_reads_the_clock_only_when_a_limit_needs_it() {
 fn last_used_never_goes_back_when_a_served_waiter_leaves() {
     const HOUR: Duration = Duration::from_secs(3600);
     current_thread_runtime().block_on(async {
-        let clock = Shifted {
-            tokio: Tokio::current(),
-            shift: Arc::default(),
-        };
+        let clock = Shifted::current();
         let pool = wtpool::Builder::new(Edgy::new(), clock.clone())
             .max_size(1)
             .build()
