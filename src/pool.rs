@@ -1,8 +1,10 @@
 //! The async pool: a thin driver over the [`PoolState`] machine.
 //!
 //! Every call takes the lock, feeds one input to the machine, drains the
-//! machine's actions and lets go of the lock before carrying them out: wakes,
-//! spawned creations and spawned closes. The lock is a `std::sync::Mutex`,
+//! machine's actions (delivering each served waiter's outcome into its
+//! [`Slot`], so that the waiter takes it without the lock) and lets go of
+//! the lock before carrying them out: wakes, spawned creations and spawned
+//! closes. The lock is a `std::sync::Mutex`,
 //! held for a few hundred nanoseconds at most and never across an await, which
 //! is cheaper than an async lock and cannot deadlock with the executor.
 //!
@@ -151,10 +153,11 @@ impl<F: Factory> Locked<F> {
     fn next_action(&mut self) -> Option<Action<F::Object, Waker>> {
         loop {
             match self.machine.poll_action()? {
-                Action::Wake(slot) => match slot.deliver(&mut self.machine) {
-                    Some(waker) => return Some(Action::Wake(waker)),
-                    None => continue,
-                },
+                Action::Wake(slot) => {
+                    if let Some(waker) = slot.deliver(&mut self.machine) {
+                        return Some(Action::Wake(waker));
+                    }
+                }
                 Action::Create(ticket) => return Some(Action::Create(ticket)),
                 Action::Close {
                     object,
