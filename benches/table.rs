@@ -1056,6 +1056,10 @@ fn callgrind(case: &str, iters: u64) {
         "by-hand" => drop(common::wtpool_polled_by_hand(&rts, iters)),
         "wtpool-tokio" => pool_case(Peer::Wtpool, Kind::Tokio),
         "wtpool-smol" => pool_case(Peer::Wtpool, Kind::Smol),
+        "wtpool-shared-tokio" => drop(rts.run(
+            Kind::Tokio,
+            common::shared_uncontended::<wtpool_tokio::Tokio>(iters),
+        )),
         "deadpool-tokio" => pool_case(Peer::Deadpool, Kind::Tokio),
         "deadpool-smol" => pool_case(Peer::Deadpool, Kind::Smol),
         "bb8-tokio" => pool_case(Peer::Bb8, Kind::Tokio),
@@ -1070,7 +1074,8 @@ fn callgrind(case: &str, iters: u64) {
         other => {
             eprintln!(
                 "unknown case {other:?}: floor, machine, machine-locked-clocked, by-hand, \
-                 wtpool-tokio, wtpool-smol, deadpool-tokio, deadpool-smol, bb8-tokio, \
+                 wtpool-tokio, wtpool-smol, wtpool-shared-tokio (16 leases), deadpool-tokio, \
+                 deadpool-smol, bb8-tokio, \
                  the same five with -contended (pool 8, 64 tasks), and \
                  wtpool-contended-1thread, deadpool-contended-1thread, bb8-contended-1thread"
             );
