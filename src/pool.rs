@@ -680,6 +680,7 @@ impl<F: Factory, R: Runtime> Driver<F> for Arc<Inner<F, R>> {
         if let Some(waker) = wake {
             waker.wake();
         }
+        // Most inputs leave nothing else: skip even the empty loop's drop.
         if rest.is_empty() {
             return kept;
         }

@@ -86,10 +86,10 @@ pub use wtpool::{
 #[derive(Debug, Clone)]
 pub struct Tokio {
     handle: Option<Handle>,
-    /// Whether the bound runtime's clock can be paused: tokio pauses only a
-    /// current-thread runtime's. A multi-thread runtime's clock is the
-    /// system's, read without entering the runtime (see [`Tokio::now`]).
-    pausable: bool,
+    /// Whether the bound runtime's clock is the system's: a multi-thread
+    /// runtime's is (tokio pauses only a current-thread runtime's), and is
+    /// read without entering the runtime (see [`Tokio::now`]).
+    system_clock: bool,
 }
 
 impl Tokio {
@@ -105,10 +105,13 @@ impl Tokio {
     }
 
     fn bound(handle: Option<Handle>) -> Self {
-        let pausable = handle
+        let system_clock = handle
             .as_ref()
-            .is_some_and(|handle| handle.runtime_flavor() != RuntimeFlavor::MultiThread);
-        Tokio { handle, pausable }
+            .is_some_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
+        Tokio {
+            handle,
+            system_clock,
+        }
     }
 
     /// The runtime it is bound to, if any.
@@ -160,7 +163,7 @@ impl wtpool::Runtime for Tokio {
     /// runtime's is the system's, read directly (entering the runtime to
     /// read it would cost more than the read).
     fn now(&self) -> Instant {
-        if self.handle.is_some() && !self.pausable {
+        if self.system_clock {
             return Instant::now();
         }
         let _entered = self.handle.as_ref().and_then(enter);
