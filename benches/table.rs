@@ -117,6 +117,11 @@ fn label(peer: Peer, kind: Kind) -> String {
     format!("{}/{}", peer.name(), format!("{kind:?}").to_lowercase())
 }
 
+/// The key of the bare FIFO pool's figures (`common::BarePool`) on `kind`.
+fn bare_label(kind: Kind) -> String {
+    format!("bare/{}", format!("{kind:?}").to_lowercase())
+}
+
 // ----- the figures of all rounds -----
 
 #[derive(Default)]
@@ -207,6 +212,13 @@ fn engine_round(rts: &Runtimes, s: &Settings, f: &mut Figures) {
         );
     }
 
+    for kind in [Kind::Tokio, Kind::Smol] {
+        let bare = common::BarePool::new(8);
+        rts.run(kind, common::uncontended(bare.clone(), n / 10));
+        let t = rts.run(kind, common::uncontended(bare, n));
+        f.record(format!("uncontended/{}", bare_label(kind)), ns_per_op(t, n));
+    }
+
     let n = s.iters(1_000_000);
     let t = rts.run(
         Kind::Tokio,
@@ -228,6 +240,10 @@ fn engine_round(rts: &Runtimes, s: &Settings, f: &mut Figures) {
         let t = pool.two_threads(rts, n);
         f.record(format!("threads/{}", label(peer, kind)), ns_per_op(t, n));
     }
+    let bare = common::BarePool::new(8);
+    common::two_threads(rts.tokio.handle(), bare.clone(), n / 10);
+    let t = common::two_threads(rts.tokio.handle(), bare, n);
+    f.record("threads/bare", ns_per_op(t, n));
 
     let n = s.iters(500_000);
     for (size, tasks) in CONTENDED {
@@ -242,9 +258,17 @@ fn engine_round(rts: &Runtimes, s: &Settings, f: &mut Figures) {
         }
     }
 
-    for (_, tasks) in CONTENDED {
+    for (size, tasks) in CONTENDED {
         for kind in [Kind::Tokio, Kind::Smol] {
             let exec = rts.exec(kind);
+            let bare = common::BarePool::new(size);
+            let warm = common::contended(exec.clone(), bare.clone(), tasks, n / 10);
+            rts.run(kind, warm);
+            let t = rts.run(kind, common::contended(exec.clone(), bare, tasks, n));
+            f.record(
+                format!("contended/{size}/{tasks}/{}", bare_label(kind)),
+                ns_per_op(t, n),
+            );
             let t = rts.run(kind, common::yield_only(exec, tasks, n));
             f.record(
                 format!("yield-only/{tasks}/{}", format!("{kind:?}").to_lowercase()),
@@ -305,6 +329,10 @@ fn scaling_round(rts: &Runtimes, s: &Settings, f: &mut Figures) {
         f.record(
             format!("waiters/deadpool/{waiters}"),
             ns_per_op(common::deadpool_handoff(rts, waiters, n), n),
+        );
+        f.record(
+            format!("waiters/bare/{waiters}"),
+            ns_per_op(common::bare_handoff(rts, waiters, n), n),
         );
     }
     let n = s.iters(1_000_000);
@@ -568,7 +596,10 @@ fn print_engine(f: &Figures) {
     println!();
     println!(
         "median (min–max) of the rounds; ratios of medians, above 1 means wtpool is faster. \
-         The floor of the contended rows is the executor alone: the same tasks yielding, with no pool."
+         The floors: a bare `Mutex<Vec>` (no async, no guard); the contended rows' executor alone \
+         (the same tasks yielding, with no pool); and in each row a bare FIFO pool, the least a fair \
+         async pool does: tokio's `Semaphore` (FIFO, the permit assigned into the waiter) and a \
+         `Mutex<Vec>`, with no guard, no health check, no accounting (benches/common, `BarePool`)."
     );
     println!();
     let header: Vec<String> = POOLS.iter().map(|&(p, k)| label(p, k)).collect();
@@ -591,24 +622,36 @@ fn print_engine(f: &Figures) {
             ratio(m(Peer::Deadpool, Kind::Smol), m(Peer::Wtpool, Kind::Smol)),
         );
     };
+    let bare = |prefix: &str| {
+        format!(
+            "bare FIFO pool: {} (tokio), {} (smol)",
+            f.cell(&format!("{prefix}/{}", bare_label(Kind::Tokio)), "ns"),
+            f.cell(&format!("{prefix}/{}", bare_label(Kind::Smol)), "ns"),
+        )
+    };
     row(
         "1 task, no contention",
         "uncontended",
-        f.cell("floor", "ns"),
+        format!("{}; {}", f.cell("floor", "ns"), bare("uncontended")),
     );
     row(
         "pool 8, 2 OS threads, block_on, nobody waits",
         "threads",
-        f.cell("floor-threads", "ns"),
+        format!(
+            "{}; bare FIFO pool: {}",
+            f.cell("floor-threads", "ns"),
+            f.cell("threads/bare", "ns")
+        ),
     );
     for (size, tasks) in CONTENDED {
         row(
             &format!("pool {size}, {tasks} tasks, yield while holding"),
             &format!("contended/{size}/{tasks}"),
             format!(
-                "no pool, yield only: {} (tokio), {} (smol)",
+                "no pool, yield only: {} (tokio), {} (smol); {}",
                 f.cell(&format!("yield-only/{tasks}/tokio"), "ns"),
-                f.cell(&format!("yield-only/{tasks}/smol"), "ns")
+                f.cell(&format!("yield-only/{tasks}/smol"), "ns"),
+                bare(&format!("contended/{size}/{tasks}")),
             ),
         );
     }
@@ -649,9 +692,9 @@ fn print_scaling(f: &Figures) -> Vec<(String, bool, String)> {
     println!("## Scaling: ns per operation");
     println!();
     println!(
-        "| case | machine (sans-IO) | wtpool/tokio (async) | deadpool/tokio (the same hand-off, for comparison) |"
+        "| case | machine (sans-IO) | wtpool/tokio (async) | deadpool/tokio (the same hand-off, for comparison) | bare FIFO pool/tokio (the same) |"
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     let spread = |keys: &[String]| {
         let medians: Vec<f64> = keys.iter().map(|k| f.median(k)).collect();
         let best = medians.iter().copied().fold(f64::INFINITY, f64::min);
@@ -661,10 +704,11 @@ fn print_scaling(f: &Figures) -> Vec<(String, bool, String)> {
     let block = |what: &str, unit: &str, prefix: &str, cases: &[usize], goal: &mut Vec<_>| {
         for case in cases {
             println!(
-                "| {what}: {case} {unit} | {} | {} | {} |",
+                "| {what}: {case} {unit} | {} | {} | {} | {} |",
                 f.cell(&format!("{prefix}/machine/{case}"), "ns"),
                 f.cell(&format!("{prefix}/async/{case}"), "ns"),
                 f.cell(&format!("{prefix}/deadpool/{case}"), "ns"),
+                f.cell(&format!("{prefix}/bare/{case}"), "ns"),
             );
         }
         let keys = |layer: &str| -> Vec<String> {
@@ -674,13 +718,16 @@ fn print_scaling(f: &Figures) -> Vec<(String, bool, String)> {
                 .collect()
         };
         let (m, a) = (spread(&keys("machine")), spread(&keys("async")));
-        let d = keys("deadpool");
-        let d = if f.stat(&d[0]).is_some() {
-            format!("{:.2}x", spread(&d))
-        } else {
-            "–".into()
+        let compared = |layer: &str| {
+            let keys = keys(layer);
+            if f.stat(&keys[0]).is_some() {
+                format!("{:.2}x", spread(&keys))
+            } else {
+                "–".into()
+            }
         };
-        println!("| {what}: worst ÷ best | {m:.2}x | {a:.2}x | {d} |");
+        let (d, b) = (compared("deadpool"), compared("bare"));
+        println!("| {what}: worst ÷ best | {m:.2}x | {a:.2}x | {d} | {b} |");
         goal.push((
             format!("{what}: worst ÷ best ≤ 1.3, machine"),
             m <= 1.3,
@@ -708,14 +755,14 @@ fn print_scaling(f: &Figures) -> Vec<(String, bool, String)> {
     );
     for name in ["middle", "end"] {
         println!(
-            "| cancel a waiter from the {name} of 10,000 (+ queue a newcomer) | {} | {} | – |",
+            "| cancel a waiter from the {name} of 10,000 (+ queue a newcomer) | {} | {} | – | – |",
             f.cell(&format!("cancel/machine/{name}"), "ns"),
             f.cell(&format!("cancel/async/{name}"), "ns"),
         );
     }
     let m = f.median("cancel/machine/middle") / f.median("cancel/machine/end");
     let a = f.median("cancel/async/middle") / f.median("cancel/async/end");
-    println!("| cancel: middle ÷ end | {m:.2}x | {a:.2}x | – |");
+    println!("| cancel: middle ÷ end | {m:.2}x | {a:.2}x | – | – |");
     goals.push((
         "cancel from the middle ≈ from the end (≤ 1.3x), machine".into(),
         m <= 1.3,
@@ -962,21 +1009,25 @@ fn print_shared_sessions(f: &Figures) -> Vec<(String, bool, String)> {
 fn engine_goals(f: &Figures) -> Vec<(String, bool, String)> {
     let mut goals = Vec::new();
     for kind in [Kind::Tokio, Kind::Smol] {
-        let r = f.median(&format!("uncontended/{}", label(Peer::Wtpool, kind))) / f.median("floor");
+        let floor = f.median("floor");
+        let r = f.median(&format!("uncontended/{}", label(Peer::Wtpool, kind))) / floor;
+        let b = f.median(&format!("uncontended/{}", bare_label(kind))) / floor;
         goals.push((
             format!("uncontended {} ≤ 3x the floor", label(Peer::Wtpool, kind)),
             r <= 3.0,
-            format!("{r:.2}x"),
+            format!("{r:.2}x (bare FIFO pool: {b:.2}x)"),
         ));
         let key = |p| format!("threads/{}", label(p, kind));
-        let r = f.median(&key(Peer::Deadpool)) / f.median(&key(Peer::Wtpool));
+        let deadpool = f.median(&key(Peer::Deadpool));
+        let r = deadpool / f.median(&key(Peer::Wtpool));
+        let b = deadpool / f.median("threads/bare");
         goals.push((
             format!(
                 "2 OS threads: {} ≥ 2x deadpool's throughput",
                 label(Peer::Wtpool, kind)
             ),
             r >= 2.0,
-            format!("{r:.2}x"),
+            format!("{r:.2}x (bare FIFO pool: {b:.2}x)"),
         ));
     }
     for (size, tasks) in CONTENDED {
@@ -987,6 +1038,8 @@ fn engine_goals(f: &Figures) -> Vec<(String, bool, String)> {
         ] {
             let key = |p| format!("contended/{size}/{tasks}/{}", label(p, kind));
             let r = f.median(&key(peer)) / f.median(&key(Peer::Wtpool));
+            let bare = format!("contended/{size}/{tasks}/{}", bare_label(kind));
+            let b = f.median(&key(peer)) / f.median(&bare);
             goals.push((
                 format!(
                     "pool {size}, {tasks} tasks: wtpool/{} ≥ 2x {}'s throughput",
@@ -994,7 +1047,7 @@ fn engine_goals(f: &Figures) -> Vec<(String, bool, String)> {
                     peer.name()
                 ),
                 r >= 2.0,
-                format!("{r:.2}x"),
+                format!("{r:.2}x (bare FIFO pool: {b:.2}x)"),
             ));
         }
     }
@@ -1026,7 +1079,8 @@ fn callgrind(case: &str, iters: u64) {
     };
     // The contended workload on a one-thread tokio runtime: the same
     // interleaving every run, so that instruction counts repeat.
-    let one_thread = |peer| {
+    // `None`: the bare FIFO pool (`common::BarePool`).
+    let one_thread = |peer: Option<Peer>| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1034,18 +1088,19 @@ fn callgrind(case: &str, iters: u64) {
         let exec = common::Exec::Tokio(rt.handle().clone());
         rt.block_on(async move {
             match peer {
-                Peer::Wtpool => {
+                Some(Peer::Wtpool) => {
                     let pool = common::make_wtpool_tokio(8).await;
                     common::contended(exec, pool, 64, iters).await
                 }
-                Peer::Deadpool => {
+                Some(Peer::Deadpool) => {
                     let pool = common::make_deadpool(8).await;
                     common::contended(exec, pool, 64, iters).await
                 }
-                Peer::Bb8 => {
+                Some(Peer::Bb8) => {
                     let pool = common::make_bb8(8).await;
                     common::contended(exec, pool, 64, iters).await
                 }
+                None => common::contended(exec, common::BarePool::new(8), 64, iters).await,
             }
         });
     };
@@ -1068,16 +1123,22 @@ fn callgrind(case: &str, iters: u64) {
         "deadpool-tokio-contended" => contended_case(Peer::Deadpool, Kind::Tokio),
         "deadpool-smol-contended" => contended_case(Peer::Deadpool, Kind::Smol),
         "bb8-tokio-contended" => contended_case(Peer::Bb8, Kind::Tokio),
-        "wtpool-contended-1thread" => one_thread(Peer::Wtpool),
-        "deadpool-contended-1thread" => one_thread(Peer::Deadpool),
-        "bb8-contended-1thread" => one_thread(Peer::Bb8),
+        "wtpool-contended-1thread" => one_thread(Some(Peer::Wtpool)),
+        "deadpool-contended-1thread" => one_thread(Some(Peer::Deadpool)),
+        "bb8-contended-1thread" => one_thread(Some(Peer::Bb8)),
+        "bare-contended-1thread" => one_thread(None),
+        "bare-tokio" => drop(rts.run(
+            Kind::Tokio,
+            common::uncontended(common::BarePool::new(8), iters),
+        )),
         other => {
             eprintln!(
                 "unknown case {other:?}: floor, machine, machine-locked-clocked, by-hand, \
                  wtpool-tokio, wtpool-smol, wtpool-shared-tokio (16 leases), deadpool-tokio, \
                  deadpool-smol, bb8-tokio, \
                  the same five with -contended (pool 8, 64 tasks), and \
-                 wtpool-contended-1thread, deadpool-contended-1thread, bb8-contended-1thread"
+                 wtpool-contended-1thread, deadpool-contended-1thread, bb8-contended-1thread, \
+                 and bare-tokio, bare-contended-1thread (the bare FIFO pool)"
             );
             std::process::exit(2);
         }

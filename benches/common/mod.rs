@@ -277,6 +277,43 @@ pub async fn shared_uncontended<R: wtpool::Runtime + Default>(iters: u64) -> Dur
     uncontended(pool, iters).await
 }
 
+/// The least a fair async pool does, as a floor for the pools' rows (it is
+/// not a pool): tokio's semaphore queues the tasks in FIFO order, its
+/// releaser assigning the permit into the waiter (issue 10's anchor), and a
+/// `Mutex<Vec>` holds the objects. No guard (a cancelled task would lose
+/// its object), no health check, no accounting, no timeout. The semaphore
+/// is runtime-agnostic: it runs on smol too.
+#[derive(Clone)]
+pub struct BarePool(std::sync::Arc<(tokio::sync::Semaphore, Mutex<Vec<u64>>)>);
+
+impl BarePool {
+    pub fn new(size: usize) -> Self {
+        let objects = Mutex::new(vec![OBJECT; size]);
+        BarePool(std::sync::Arc::new((
+            tokio::sync::Semaphore::new(size),
+            objects,
+        )))
+    }
+}
+
+impl Subject for BarePool {
+    async fn cycle<H: Future<Output = ()> + Send>(&self, hold: H) {
+        let (permits, objects) = &*self.0;
+        let permit = permits.acquire().await.expect("never closed");
+        let object = objects.lock().unwrap().pop().expect("an object per permit");
+        black_box(object);
+        hold.await;
+        objects.lock().unwrap().push(object);
+        drop(permit);
+    }
+
+    async fn fill(&self, _: usize) {}
+
+    fn waiting(&self) -> usize {
+        0
+    }
+}
+
 impl Subject for DeadpoolPool {
     async fn cycle<H: Future<Output = ()> + Send>(&self, hold: H) {
         let object = self.get().await.expect("an object");
@@ -722,6 +759,46 @@ pub fn deadpool_handoff(rts: &Runtimes, waiters: usize, iters: u64) -> Duration 
     rts.run(Kind::Tokio, async move {
         handoff(exec, make_deadpool(1).await, waiters, iters).await
     })
+}
+
+/// The same hand-off on the bare FIFO pool ([`BarePool`]), counting its
+/// queued tasks (the count is this workload's only, kept out of the engine
+/// rows): whether a long queue slows down a pool that does nothing else.
+pub fn bare_handoff(rts: &Runtimes, waiters: usize, iters: u64) -> Duration {
+    let exec = rts.exec(Kind::Tokio);
+    let pool = CountedBarePool {
+        bare: BarePool::new(1),
+        waiting: Default::default(),
+    };
+    rts.run(Kind::Tokio, handoff(exec, pool, waiters, iters))
+}
+
+#[derive(Clone)]
+struct CountedBarePool {
+    bare: BarePool,
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Subject for CountedBarePool {
+    async fn cycle<H: Future<Output = ()> + Send>(&self, hold: H) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (permits, objects) = &*self.bare.0;
+        self.waiting.fetch_add(1, Relaxed);
+        let permit = permits.acquire().await.expect("never closed");
+        self.waiting.fetch_sub(1, Relaxed);
+        let object = objects.lock().unwrap().pop().expect("an object per permit");
+        black_box(object);
+        hold.await;
+        objects.lock().unwrap().push(object);
+        drop(permit);
+    }
+
+    async fn fill(&self, _: usize) {}
+
+    /// Tasks in `acquire` (the one that holds the permit has left it).
+    fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 async fn handoff<S: Subject>(exec: Exec, pool: S, waiters: usize, iters: u64) -> Duration {
